@@ -1,0 +1,126 @@
+/*
+ * The parsed configuration.  The master parses /etc/mtad/mtad.conf (or the
+ * embedded defaults) before forking; children inherit it.  A reload parses a
+ * new one and replaces the policy process, which holds the rules.
+ */
+#ifndef MTAD_CONFIG_H
+#define MTAD_CONFIG_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <limits.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "envelope.h"
+#include "proto.h"
+#include "table.h"
+
+struct listener {
+	TAILQ_ENTRY(listener)	 entry;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			 addr[128];	/* as text, for logs */
+	int			 port;
+	int			 fd;		/* bound by the master */
+	int			 lineno;
+};
+
+enum action_type {
+	ACTION_MBOX = 1,
+	ACTION_MAILDIR
+};
+
+struct action {
+	TAILQ_ENTRY(action)	 entry;
+	char			 name[ACTION_MAX];
+	enum action_type	 type;
+	/*
+	 * Destination template: %u is replaced by the user name, %h and a
+	 * leading ~ by the home directory.  Defaults: "/var/mail/%u" (mbox),
+	 * "~/Maildir" (maildir).
+	 */
+	char			 path[DEST_MAX];
+	struct table		*alias;		/* NULL: no alias expansion */
+	int			 lineno;
+};
+
+enum from_kind { FROM_ANY, FROM_LOCAL, FROM_SRC };
+enum for_kind { FOR_ANY, FOR_LOCAL, FOR_DOMAIN, FOR_RCPT };
+
+struct match {
+	TAILQ_ENTRY(match)	 entry;
+	int			 from_neg;	/* `!from ...` */
+	enum from_kind		 from;
+	struct table		*from_table;	/* FROM_SRC */
+	int			 for_neg;
+	enum for_kind		 for_;
+	struct table		*for_table;	/* FOR_DOMAIN, FOR_RCPT */
+	struct action		*action;	/* NULL when reject */
+	int			 reject;
+	int			 lineno;
+};
+
+struct config {
+	char			 file[PATH_MAX];	/* where it came from */
+	char			 hostname[256];
+	char			 queue_path[PATH_MAX];
+	char			 chroot_path[PATH_MAX];	/* empty dir for chroots */
+	char			 control_path[PATH_MAX];
+	char			 pidfile[PATH_MAX];
+	char			 user[PROC_COUNT][USER_MAX]; /* by enum proc_kind */
+	char			 control_group[USER_MAX];
+	int			 workers_smtp;
+	int			 workers_deliver;
+	time_t			 retry_min;	/* first retry delay, seconds */
+	time_t			 retry_max;	/* backoff ceiling */
+	size_t			 max_message_size;
+	int			 max_rcpt;	/* recipients per message */
+	int			 sandbox;	/* 0: no seccomp (debugging) */
+
+	TAILQ_HEAD(, listener)	 listeners;
+	TAILQ_HEAD(, table)	 tables;
+	TAILQ_HEAD(, action)	 actions;
+	TAILQ_HEAD(, match)	 matches;
+};
+
+/* Collects parse errors as "file:line: what is wrong" lines. */
+struct config_errors {
+	char	**lines;
+	size_t	  n;
+};
+
+/*
+ * Parses `path`; if `text` is not NULL it is parsed instead of the file's
+ * content (the embedded defaults), `path` only naming it in messages.  Returns
+ * NULL when there were errors: each is in `errs` (if not NULL) and logged with
+ * log_warnx.  File tables are loaded here too.
+ */
+struct config	*config_parse(const char *path, const char *text,
+		    struct config_errors *errs);
+void		 config_free(struct config *);
+void		 config_errors_clear(struct config_errors *);
+/* Sets every default: called by config_parse before reading. */
+void		 config_defaults(struct config *);
+/*
+ * The built-in configuration used when /etc/mtad/mtad.conf is absent:
+ * listen on 127.0.0.1 port 2525, mbox delivery for local users from local
+ * clients, through /etc/aliases when that file exists.
+ */
+const char	*config_embedded_text(void);
+
+struct table	*config_table(struct config *, const char *name);
+struct action	*config_action(struct config *, const char *name);
+/* Is `domain` one of ours: the hostname, localhost, localhost.localdomain. */
+int		 config_domain_is_local(const struct config *, const char *domain);
+
+/*
+ * Expand an action's destination template for a user: %u user, %h or a
+ * leading ~ home directory, %% a percent sign.  -1 if it does not fit or the
+ * template is bad.
+ */
+int		 action_dest(const struct action *, const char *user,
+		    const char *home, char *out, size_t outsz);
+
+#endif

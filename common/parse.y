@@ -1,0 +1,1479 @@
+/*
+ * mtad.conf(5): the grammar and its hand-written lexer, in the manner of
+ * OpenSMTPD's parse.y.  The lexer reads the file (or the embedded default
+ * text) a character at a time; every error is collected as "FILE:LINE: what"
+ * and parsing goes on after it, so that one run shows them all.
+ */
+
+%{
+#include "autoconf.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "addr.h"
+#include "config.h"
+#include "log.h"
+#include "proto.h"
+#include "table.h"
+
+#define STRING_MAX	4096	/* a word or quoted string */
+#define ERRORS_MAX	1000	/* kept and shown; the rest are only counted */
+#define ENTRY_KEY_MAX	512	/* as table.c: longer keys are never found */
+#define WORD_SHOW_MAX	64	/* of a token, quoted in an error message */
+
+enum ref_kind { REF_TABLE, REF_ACTION };
+
+/* A name used before (or without) its definition: worded at the end. */
+struct ref {
+	enum ref_kind	 kind;
+	char		 name[TABLE_NAME_MAX > ACTION_MAX ?
+			    TABLE_NAME_MAX : ACTION_MAX];
+	size_t		 slot;		/* its place among the errors */
+};
+
+static struct parser {
+	struct config	*conf;
+	const char	*path;		/* as given: prefixes every error */
+
+	/* input */
+	FILE		*fp;
+	const char	*text;
+	size_t		 pos;
+	int		 unget[8];
+	int		 nunget;
+	int		 lineno;	/* of the next character */
+	int		 lastline;	/* of the last token */
+	int		 ntokline;	/* tokens since the last newline */
+	int		 braces;	/* inside { }: no keywords, no newlines */
+	int		 angle;		/* inside < >: no keywords */
+	int		 at_eof;	/* the newline that ends the last line */
+	int		 readerr;
+	char		 word[WORD_SHOW_MAX + 1];	/* last token, for errors */
+	int		 word_quoted;
+	int		 word_first;	/* it was the first on its line */
+
+	/* errors */
+	char		**errv;		/* NULL entries: a ref to word later */
+	size_t		 errn;
+	int		 nerrors;
+	struct ref	*refs;
+	size_t		 nrefs;
+
+	/* the statement being built */
+	struct table	*tbl;		/* inline or file table */
+	int		 tbl_bad;	/* a duplicate name: dropped at the end */
+	int		 tbl_kind;	/* 0 none yet, 1 list, 2 key = value */
+	struct match	 m;
+	int		 m_from, m_for;	/* lines of the from/for parts seen */
+	int		 anon;		/* counter for anonymous tables */
+} p;
+
+static void	 cfg_error(int, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static void	 cfg_error_file(const char *, int, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+static void	 errv_push(char *);
+static void	 lex_reset(void);
+static int	 parse_uint(const char *, long long, long long, long long *);
+static int	 parse_scaled(const char *, const char *, long long,
+		    long long, long long *);
+static int	 parse_count(int, const char *, const char *, long long,
+		    long long, long long *);
+static int	 name_is_valid(const char *);
+static int	 net_is_valid(const char *);
+static int	 path_check(int, const char *, const char *, char *, size_t);
+static int	 user_check(int, const char *, const char *);
+static void	 set_hostname(int, char *);
+static void	 add_listener(int, const char *, int);
+static void	 set_retry(int, const char *, const char *);
+static void	 table_begin(int, char *);
+static void	 table_item(int, char *, char *);
+static void	 table_file(int, char *);
+static void	 table_end(void);
+static void	 table_errfn_cb(void *, const char *, int, const char *, ...)
+		    __attribute__((format(printf, 4, 5)));
+static struct table *table_anon(int, const char *, const char *);
+static struct table *table_ref(int, const char *);
+static void	 src_table_check(int, struct table *);
+static void	 add_action(int, char *, enum action_type, int, char *, int,
+		    char *);
+static void	 match_begin(void);
+static void	 match_from(int, int, int, struct table *);
+static void	 match_for(int, int, int, struct table *);
+static void	 match_end(int, int, char *);
+static void	 refs_resolve(void);
+%}
+
+%define api.pure full
+%define parse.error custom
+%define parse.lac full
+%locations
+
+%union {
+	char	*string;
+	int	 number;
+	struct {
+		int		 kind;
+		struct table	*table;
+		int		 line;
+	} spec;
+}
+
+%code {
+static int	 yylex(YYSTYPE *, YYLTYPE *);
+static void	 yyerror(YYLTYPE *, const char *);
+}
+
+%token ACTION "action" ALIAS "alias" ANY "any" CHROOT "chroot"
+%token CONTROL "control" DELIVER "deliver" DOMAIN "domain" FOR "for"
+%token FROM "from" GROUP "group" HOSTNAME "hostname" LIMIT "limit"
+%token LISTEN "listen" LOCAL "local" MAILDIR "maildir" MATCH "match"
+%token MAX "max" MBOX "mbox" MESSAGESIZE "message-size" MIN "min"
+%token OFF "off" ON "on" PATH "path" PIDFILE "pidfile" POLICY "policy"
+%token PORT "port" QUEUE "queue" RCPT "rcpt" RECIPIENTS "recipients"
+%token REJECT "reject" RETRY "retry" SANDBOX "sandbox" SMTP "smtp"
+%token SOCKET "socket" SRC "src" TABLE "table" USER "user"
+%token WORKERS "workers"
+%token ERROR "invalid token"
+%token <string> STRING "string"
+
+%type <string> retrymax groupopt pathopt aliasopt
+%type <number> portopt proc neg actiontype
+%type <spec> fromspec forspec
+
+%destructor { free($$); } <string>
+
+%%
+
+grammar		: %empty
+		| grammar '\n'
+		| grammar statement '\n'
+		| grammar error '\n'		{ lex_reset(); yyerrok; }
+		;
+
+statement	: HOSTNAME STRING		{ set_hostname(@2.first_line, $2); }
+		| LISTEN ON STRING portopt	{
+			add_listener(@3.first_line, $3, $4);
+			free($3);
+		}
+		| LISTEN ON ANY portopt		{
+			add_listener(@3.first_line, "0.0.0.0", $4);
+			add_listener(@3.first_line, "::", $4);
+		}
+		| QUEUE PATH STRING		{
+			(void)path_check(@3.first_line, "queue path", $3,
+			    p.conf->queue_path, sizeof(p.conf->queue_path));
+			free($3);
+		}
+		| QUEUE RETRY MIN STRING retrymax {
+			set_retry(@4.first_line, $4, $5);
+			free($4);
+			free($5);
+		}
+		| CHROOT STRING			{
+			(void)path_check(@2.first_line, "chroot", $2,
+			    p.conf->chroot_path, sizeof(p.conf->chroot_path));
+			free($2);
+		}
+		| CONTROL SOCKET STRING groupopt {
+			if (strlen($3) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+				cfg_error(@3.first_line, "control socket path "
+				    "too long (at most %zu bytes)",
+				    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+			else
+				(void)path_check(@3.first_line,
+				    "control socket", $3, p.conf->control_path,
+				    sizeof(p.conf->control_path));
+			if ($4 != NULL && user_check(@4.first_line, "group",
+			    $4) == 0)
+				(void)strlcpy(p.conf->control_group, $4,
+				    sizeof(p.conf->control_group));
+			free($3);
+			free($4);
+		}
+		| PIDFILE STRING		{
+			(void)path_check(@2.first_line, "pidfile", $2,
+			    p.conf->pidfile, sizeof(p.conf->pidfile));
+			free($2);
+		}
+		| USER proc STRING		{
+			if (user_check(@3.first_line, "user", $3) == 0)
+				(void)strlcpy(p.conf->user[$2], $3, USER_MAX);
+			free($3);
+		}
+		| WORKERS SMTP STRING		{
+			long long	n;
+
+			if (parse_count(@3.first_line, "workers smtp", $3, 1,
+			    64, &n) == 0)
+				p.conf->workers_smtp = (int)n;
+			free($3);
+		}
+		| WORKERS DELIVER STRING	{
+			long long	n;
+
+			if (parse_count(@3.first_line, "workers deliver", $3,
+			    1, 64, &n) == 0)
+				p.conf->workers_deliver = (int)n;
+			free($3);
+		}
+		| LIMIT MESSAGESIZE STRING	{
+			long long	n;
+
+			if (parse_scaled($3, "KMG", 1024, 1LL << 40, &n) == -1)
+				cfg_error(@3.first_line, "bad size \"%s\" for "
+				    "message-size: a number of bytes with an "
+				    "optional K, M or G, at most 1024G", $3);
+			else
+				p.conf->max_message_size = (size_t)n;
+			free($3);
+		}
+		| LIMIT RECIPIENTS STRING	{
+			long long	n;
+
+			if (parse_count(@3.first_line, "limit recipients", $3,
+			    1, 100000, &n) == 0)
+				p.conf->max_rcpt = (int)n;
+			free($3);
+		}
+		| SANDBOX ON			{ p.conf->sandbox = 1; }
+		| SANDBOX OFF			{ p.conf->sandbox = 0; }
+		| TABLE STRING			{
+			table_begin(@2.first_line, $2);
+			$2 = NULL;	/* consumed: not for %destructor */
+		}
+		  tablesrc			{ table_end(); }
+		| ACTION STRING actiontype pathopt aliasopt {
+			add_action(@2.first_line, $2, $3, @4.first_line, $4,
+			    @5.first_line, $5);
+		}
+		| MATCH				{ match_begin(); }
+		  matchopts matchend
+		;
+
+portopt		: %empty			{ $$ = 25; }
+		| PORT STRING			{
+			long long	n;
+
+			$$ = -1;
+			if (parse_uint($2, 1, 65535, &n) == -1)
+				cfg_error(@2.first_line, "bad port \"%s\": "
+				    "a number from 1 to 65535", $2);
+			else
+				$$ = (int)n;
+			free($2);
+		}
+		;
+
+retrymax	: %empty			{ $$ = NULL; }
+		| MAX STRING			{ $$ = $2; }
+		;
+
+groupopt	: %empty			{ $$ = NULL; }
+		| GROUP STRING			{ $$ = $2; }
+		;
+
+proc		: SMTP				{ $$ = PROC_SMTP; }
+		| QUEUE				{ $$ = PROC_QUEUE; }
+		| DELIVER			{ $$ = PROC_DELIVER; }
+		| POLICY			{ $$ = PROC_POLICY; }
+		;
+
+tablesrc	: STRING			{ table_file(@1.first_line, $1); }
+		| '{' tableitems optcomma '}'
+		| '{' '}'
+		;
+
+tableitems	: tableitem
+		| tableitems ',' tableitem
+		;
+
+optcomma	: %empty
+		| ','
+		;
+
+tableitem	: STRING			{
+			table_item(@1.first_line, $1, NULL);
+		}
+		| STRING '=' STRING		{
+			table_item(@1.first_line, $1, $3);
+		}
+		;
+
+actiontype	: MBOX				{ $$ = ACTION_MBOX; }
+		| MAILDIR			{ $$ = ACTION_MAILDIR; }
+		;
+
+pathopt		: %empty			{ $$ = NULL; }
+		| STRING			{ $$ = $1; }
+		;
+
+aliasopt	: %empty			{ $$ = NULL; }
+		| ALIAS '<' STRING '>'		{ $$ = $3; }
+		;
+
+matchopts	: %empty
+		| matchopts neg FROM fromspec	{
+			match_from(@3.first_line, $2, $4.kind, $4.table);
+		}
+		| matchopts neg FOR forspec	{
+			match_for(@3.first_line, $2, $4.kind, $4.table);
+		}
+		;
+
+neg		: %empty			{ $$ = 0; }
+		| '!'				{ $$ = 1; }
+		;
+
+fromspec	: ANY				{ $$.kind = FROM_ANY; $$.table = NULL; }
+		| LOCAL				{ $$.kind = FROM_LOCAL; $$.table = NULL; }
+		| SRC '<' STRING '>'		{
+			$$.kind = FROM_SRC;
+			$$.table = table_ref(@3.first_line, $3);
+			src_table_check(@3.first_line, $$.table);
+			free($3);
+		}
+		| SRC STRING			{
+			$$.kind = FROM_SRC;
+			$$.table = NULL;
+			if (!net_is_valid($2))
+				cfg_error(@2.first_line, "bad address or "
+				    "network \"%s\"", $2);
+			else
+				$$.table = table_anon(@2.first_line, "src",
+				    $2);
+			free($2);
+		}
+		;
+
+forspec		: ANY				{ $$.kind = FOR_ANY; $$.table = NULL; }
+		| LOCAL				{ $$.kind = FOR_LOCAL; $$.table = NULL; }
+		| DOMAIN '<' STRING '>'		{
+			$$.kind = FOR_DOMAIN;
+			$$.table = table_ref(@3.first_line, $3);
+			free($3);
+		}
+		| DOMAIN STRING			{
+			const char	*d = $2;
+
+			$$.kind = FOR_DOMAIN;
+			$$.table = NULL;
+			/* "*.example.org" and ".example.org": subdomains */
+			if (d[0] == '*' && d[1] == '.')
+				d += 2;
+			else if (d[0] == '.')
+				d++;
+			if (!domain_is_valid(d, 0))
+				cfg_error(@2.first_line, "bad domain \"%s\"",
+				    $2);
+			else
+				$$.table = table_anon(@2.first_line, "domain",
+				    $2);
+			free($2);
+		}
+		| RCPT '<' STRING '>'		{
+			$$.kind = FOR_RCPT;
+			$$.table = table_ref(@3.first_line, $3);
+			free($3);
+		}
+		;
+
+matchend	: ACTION STRING			{ match_end(@2.first_line, 0, $2); }
+		| REJECT			{ match_end(@1.first_line, 1, NULL); }
+		;
+
+%%
+
+struct keyword {
+	const char	*name;
+	int		 token;
+};
+
+/* Sorted by name: looked up with bsearch. */
+static const struct keyword keywords[] = {
+	{ "action",		ACTION },
+	{ "alias",		ALIAS },
+	{ "any",		ANY },
+	{ "chroot",		CHROOT },
+	{ "control",		CONTROL },
+	{ "deliver",		DELIVER },
+	{ "domain",		DOMAIN },
+	{ "for",		FOR },
+	{ "from",		FROM },
+	{ "group",		GROUP },
+	{ "hostname",		HOSTNAME },
+	{ "limit",		LIMIT },
+	{ "listen",		LISTEN },
+	{ "local",		LOCAL },
+	{ "maildir",		MAILDIR },
+	{ "match",		MATCH },
+	{ "max",		MAX },
+	{ "mbox",		MBOX },
+	{ "message-size",	MESSAGESIZE },
+	{ "min",		MIN },
+	{ "off",		OFF },
+	{ "on",			ON },
+	{ "path",		PATH },
+	{ "pidfile",		PIDFILE },
+	{ "policy",		POLICY },
+	{ "port",		PORT },
+	{ "queue",		QUEUE },
+	{ "rcpt",		RCPT },
+	{ "recipients",		RECIPIENTS },
+	{ "reject",		REJECT },
+	{ "retry",		RETRY },
+	{ "sandbox",		SANDBOX },
+	{ "smtp",		SMTP },
+	{ "socket",		SOCKET },
+	{ "src",		SRC },
+	{ "table",		TABLE },
+	{ "user",		USER },
+	{ "workers",		WORKERS },
+};
+
+static int
+kw_cmp(const void *k, const void *e)
+{
+	return strcmp(k, ((const struct keyword *)e)->name);
+}
+
+static int
+lookup(const char *s)
+{
+	const struct keyword	*kw;
+
+	kw = bsearch(s, keywords, sizeof(keywords) / sizeof(keywords[0]),
+	    sizeof(keywords[0]), kw_cmp);
+	return kw != NULL ? kw->token : STRING;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void
+errv_push(char *s)
+{
+	char	**v;
+
+	p.nerrors++;
+	if (p.errn > ERRORS_MAX) {
+		free(s);
+		return;
+	}
+	if ((v = reallocarray(p.errv, p.errn + 1, sizeof(*v))) == NULL) {
+		/* Still counted, so the parse fails; only the text is lost. */
+		free(s);
+		return;
+	}
+	p.errv = v;
+	if (p.errn == ERRORS_MAX) {
+		free(s);
+		if (asprintf(&s, "%s: too many errors, the rest are not shown",
+		    p.path) == -1)
+			s = NULL;
+	}
+	p.errv[p.errn++] = s;
+}
+
+static void
+cfg_verror(const char *file, int line, const char *fmt, va_list ap)
+{
+	char	 msg[1024];
+	char	*s;
+
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (line > 0) {
+		if (asprintf(&s, "%s:%d: %s", file, line, msg) == -1)
+			s = NULL;
+	} else if (asprintf(&s, "%s: %s", file, msg) == -1)
+		s = NULL;
+	errv_push(s);
+}
+
+static void
+cfg_error(int line, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	cfg_verror(p.path, line, fmt, ap);
+	va_end(ap);
+}
+
+static void
+cfg_error_file(const char *file, int line, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	cfg_verror(file, line, fmt, ap);
+	va_end(ap);
+}
+
+/* yyerror is only called by bison for "memory exhausted". */
+static void
+yyerror(YYLTYPE *loc, const char *msg)
+{
+	cfg_error(loc->first_line, "%s", msg);
+}
+
+/* How a grammar symbol reads in a message. */
+static const char *
+symbol_text(yysymbol_kind_t kind, char *buf, size_t bufsz)
+{
+	const char	*name = yysymbol_name(kind);
+
+	switch (kind) {
+	case YYSYMBOL_YYEOF:
+		return "end of file";
+	case YYSYMBOL_STRING:
+		return "a string";
+	default:
+		break;
+	}
+	if (strcmp(name, "'\\n'") == 0)
+		return "end of line";
+	if (name[0] == '\'' && strlen(name) == 3) {
+		(void)snprintf(buf, bufsz, "\"%c\"", name[1]);
+		return buf;
+	}
+	(void)snprintf(buf, bufsz, "\"%s\"", name);
+	return buf;
+}
+
+static int
+yyreport_syntax_error(const yypcontext_t *ctx)
+{
+	yysymbol_kind_t	 tok = yypcontext_token(ctx);
+	yysymbol_kind_t	 expected[5];
+	const YYLTYPE	*loc = yypcontext_location(ctx);
+	char		 msg[512], what[WORD_SHOW_MAX + 8], buf[32];
+	int		 n, i, want_string = 0, keyword;
+
+	/* Whatever was open cannot be trusted to close: recover per line. */
+	p.braces = p.angle = 0;
+	if (tok == YYSYMBOL_ERROR)
+		return 0;	/* the lexer has said what was wrong */
+	keyword = tok >= YYSYMBOL_ACTION && tok <= YYSYMBOL_WORKERS;
+	if (tok == YYSYMBOL_STRING && p.word_first && !p.word_quoted) {
+		cfg_error(loc->first_line, "unknown keyword \"%s\"", p.word);
+		return 0;
+	}
+	if (tok == YYSYMBOL_STRING)
+		(void)snprintf(what, sizeof(what), "\"%s\"", p.word);
+	else if (tok == YYSYMBOL_YYEOF ||
+	    (p.at_eof && strcmp(yysymbol_name(tok), "'\\n'") == 0))
+		(void)strlcpy(what, "end of file", sizeof(what));
+	else
+		(void)strlcpy(what, symbol_text(tok, buf, sizeof(buf)),
+		    sizeof(what));
+	(void)snprintf(msg, sizeof(msg), "syntax error: unexpected %s", what);
+
+	n = yypcontext_expected_tokens(ctx, expected, 5);
+	if (n < 0)
+		n = 0;	/* more than 5: too many to be useful */
+	for (i = 0; i < n; i++) {
+		if (expected[i] == YYSYMBOL_STRING)
+			want_string = 1;
+		(void)strlcat(msg, i == 0 ? ", expecting " :
+		    i == n - 1 ? " or " : ", ", sizeof(msg));
+		(void)strlcat(msg, symbol_text(expected[i], buf, sizeof(buf)),
+		    sizeof(msg));
+	}
+	if (keyword && want_string)
+		(void)strlcat(msg, " (a keyword: write it in double quotes "
+		    "to use it as a name)", sizeof(msg));
+	cfg_error(loc->first_line, "%s", msg);
+	return 0;
+}
+
+/* ---- lexer -------------------------------------------------------------- */
+
+static int
+rawc(void)
+{
+	int	c;
+
+	if (p.nunget > 0)
+		return p.unget[--p.nunget];
+	if (p.fp != NULL) {
+		if ((c = getc(p.fp)) == EOF && ferror(p.fp) && !p.readerr) {
+			p.readerr = 1;
+			cfg_error(p.lineno, "read error: %s", strerror(errno));
+		}
+		return c;
+	}
+	if (p.text == NULL || p.text[p.pos] == '\0')
+		return EOF;
+	return (unsigned char)p.text[p.pos++];
+}
+
+static void
+lungetc(int c)
+{
+	if (c != EOF && p.nunget < (int)(sizeof(p.unget) / sizeof(p.unget[0])))
+		p.unget[p.nunget++] = c;
+}
+
+/* A character, with backslash-newline joining lines. */
+static int
+lgetc(void)
+{
+	int	c, next;
+
+	for (;;) {
+		if ((c = rawc()) != '\\')
+			return c;
+		if ((next = rawc()) != '\n') {
+			lungetc(next);
+			return c;
+		}
+		p.lineno++;
+	}
+}
+
+static void
+lex_reset(void)
+{
+	p.braces = 0;
+	p.angle = 0;
+}
+
+static int
+is_word_char(int c)
+{
+	if (c == EOF || c > 0x7e || c <= ' ')
+		return 0;
+	return strchr("{}<>!=,#\"()", c) == NULL;
+}
+
+static void
+word_set(const char *s, int quoted)
+{
+	size_t	i;
+
+	for (i = 0; s[i] != '\0' && i < WORD_SHOW_MAX; i++)
+		p.word[i] = isprint((unsigned char)s[i]) ? s[i] : '?';
+	p.word[i] = '\0';
+	p.word_quoted = quoted;
+}
+
+/* Reads the rest of a quoted string; -1 after reporting why not. */
+static int
+lex_quoted(char *buf, size_t bufsz, int line)
+{
+	size_t	n = 0;
+	int	c, next, toolong = 0;
+
+	for (;;) {
+		c = lgetc();
+		if (c == EOF || c == '\n') {
+			lungetc(c);
+			cfg_error(line, "unterminated quoted string");
+			return -1;
+		}
+		if (c == '"')
+			break;
+		if (c == '\\') {
+			next = lgetc();
+			if (next == '"' || next == '\\')
+				c = next;
+			else
+				lungetc(next);
+		}
+		if (c == '\0') {
+			cfg_error(line, "NUL byte in quoted string");
+			toolong = -1;
+			continue;
+		}
+		if (n + 1 >= bufsz) {
+			if (toolong == 0)
+				cfg_error(line, "string too long (at most %zu "
+				    "bytes)", bufsz - 1);
+			toolong = -1;
+			continue;
+		}
+		buf[n++] = (char)c;
+	}
+	buf[n] = '\0';
+	return toolong;
+}
+
+static int
+lex_token(YYSTYPE *lval, YYLTYPE *lloc)
+{
+	char	 buf[STRING_MAX];
+	size_t	 n;
+	int	 c, tok, line;
+
+top:
+	while ((c = lgetc()) == ' ' || c == '\t' || c == '\r')
+		;
+	if (c == '#')
+		while ((c = lgetc()) != '\n' && c != EOF)
+			;
+	line = p.lineno;
+	lloc->first_line = lloc->last_line = line;
+	lloc->first_column = lloc->last_column = 0;
+	p.word_first = p.ntokline == 0;
+
+	switch (c) {
+	case EOF:
+		lloc->first_line = lloc->last_line = p.lastline;
+		if (p.ntokline > 0 || p.braces > 0) {
+			/* Ends the last line when the file does not. */
+			p.ntokline = 0;
+			p.braces = p.angle = 0;
+			p.at_eof = 1;
+			return '\n';
+		}
+		return 0;
+	case '\n':
+		p.lineno++;
+		p.angle = 0;
+		if (p.braces > 0)
+			goto top;
+		p.ntokline = 0;
+		p.lastline = line;
+		return '\n';
+	case '{':
+		p.braces++;
+		break;
+	case '}':
+		if (p.braces > 0)
+			p.braces--;
+		break;
+	case '<':
+		p.angle = 1;
+		break;
+	case '>':
+		p.angle = 0;
+		break;
+	case '"':
+		p.ntokline++;
+		p.lastline = line;
+		if (lex_quoted(buf, sizeof(buf), line) == -1)
+			return ERROR;
+		word_set(buf, 1);
+		if ((lval->string = strdup(buf)) == NULL) {
+			cfg_error(line, "%s", strerror(errno));
+			return ERROR;
+		}
+		return STRING;
+	default:
+		break;
+	}
+	p.ntokline++;
+	p.lastline = line;
+	if (c == '{' || c == '}' || c == '<' || c == '>' || c == ',' ||
+	    c == '=' || c == '!') {
+		p.word[0] = (char)c;
+		p.word[1] = '\0';
+		return c;
+	}
+	if (!is_word_char(c)) {
+		if (isprint(c))
+			cfg_error(line, "unexpected character '%c'", c);
+		else
+			cfg_error(line, "unexpected character \\x%02x", c);
+		return ERROR;
+	}
+
+	n = 0;
+	do {
+		if (n + 1 < sizeof(buf))
+			buf[n] = (char)c;
+		n++;
+	} while (is_word_char(c = lgetc()));
+	lungetc(c);
+	if (n >= sizeof(buf)) {
+		cfg_error(line, "string too long (at most %zu bytes)",
+		    sizeof(buf) - 1);
+		return ERROR;
+	}
+	buf[n] = '\0';
+	word_set(buf, 0);
+	if (p.braces == 0 && p.angle == 0 && (tok = lookup(buf)) != STRING)
+		return tok;
+	if ((lval->string = strdup(buf)) == NULL) {
+		cfg_error(line, "%s", strerror(errno));
+		return ERROR;
+	}
+	return STRING;
+}
+
+static int
+yylex(YYSTYPE *lval, YYLTYPE *lloc)
+{
+	return lex_token(lval, lloc);
+}
+
+/* ---- values ------------------------------------------------------------- */
+
+/* A decimal number in [min, max]; -1 if it is not one. */
+static int
+parse_uint(const char *s, long long min, long long max, long long *out)
+{
+	const char	*errstr = NULL;
+	long long	 n;
+
+	if (*s == '\0' || strspn(s, "0123456789") != strlen(s))
+		return -1;
+	n = strtonum(s, min, max, &errstr);
+	if (errstr != NULL)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+/*
+ * A number with an optional one-letter unit from `units`, each worth `base`
+ * times the one before it ("KMG" with 1024), or for durations a fixed list.
+ */
+static int
+parse_scaled(const char *s, const char *units, long long base,
+    long long max, long long *out)
+{
+	char		 num[32];
+	const char	*u;
+	size_t		 n = strspn(s, "0123456789");
+	long long	 v, mult = 1;
+
+	if (n == 0 || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n);
+	num[n] = '\0';
+	if (s[n] != '\0') {
+		if (s[n + 1] != '\0' ||
+		    (u = strchr(units, toupper((unsigned char)s[n]))) == NULL)
+			return -1;
+		for (; u >= units; u--)
+			mult *= base;
+	}
+	if (parse_uint(num, 0, max, &v) == -1 || v > max / mult)
+		return -1;
+	v *= mult;
+	if (v < 1)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+parse_duration(const char *s, long long *out)
+{
+	static const struct { char unit; long long secs; } units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }
+	};
+	char		 num[32];
+	size_t		 n = strspn(s, "0123456789"), i;
+	long long	 v, mult = 1;
+	const long long	 max = 365LL * 86400;
+
+	if (n == 0 || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n);
+	num[n] = '\0';
+	if (s[n] != '\0') {
+		if (s[n + 1] != '\0')
+			return -1;
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+			if (units[i].unit == s[n])
+				break;
+		if (i == sizeof(units) / sizeof(units[0]))
+			return -1;
+		mult = units[i].secs;
+	}
+	if (parse_uint(num, 1, max, &v) == -1 || v > max / mult)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+static int
+parse_count(int line, const char *what, const char *s, long long min,
+    long long max, long long *out)
+{
+	if (parse_uint(s, min, max, out) == 0)
+		return 0;
+	cfg_error(line, "bad number \"%s\" for %s: from %lld to %lld", s, what,
+	    min, max);
+	return -1;
+}
+
+/* Table and action names: what a log line or envelope can carry as is. */
+static int
+name_is_valid(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("-_.", *s) == NULL)
+			return 0;
+	return 1;
+}
+
+/* An IPv4/IPv6 address, or one with a /prefix length. */
+static int
+net_is_valid(const char *s)
+{
+	char		 base[INET6_ADDRSTRLEN + 1];
+	unsigned char	 a[sizeof(struct in6_addr)];
+	const char	*slash = strchr(s, '/');
+	long long	 plen;
+	size_t		 n = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	int		 v4;
+
+	if (n >= sizeof(base))
+		return 0;
+	memcpy(base, s, n);
+	base[n] = '\0';
+	if (inet_pton(AF_INET, base, a) == 1)
+		v4 = 1;
+	else if (inet_pton(AF_INET6, base, a) == 1)
+		v4 = 0;
+	else
+		return 0;
+	if (slash == NULL)
+		return 1;
+	return parse_uint(slash + 1, 0, v4 ? 32 : 128, &plen) == 0;
+}
+
+static int
+path_check(int line, const char *what, const char *s, char *out, size_t outsz)
+{
+	if (s[0] != '/') {
+		cfg_error(line, "%s \"%s\": not an absolute path", what, s);
+		return -1;
+	}
+	if (strlcpy(out, s, outsz) >= outsz) {
+		cfg_error(line, "%s: path too long", what);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+user_check(int line, const char *what, const char *s)
+{
+	const char	*c;
+
+	if (*s == '\0' || strlen(s) >= USER_MAX) {
+		cfg_error(line, "bad %s name \"%s\": 1 to %d characters", what,
+		    s, USER_MAX - 1);
+		return -1;
+	}
+	for (c = s; *c != '\0'; c++)
+		if (!isprint((unsigned char)*c) || *c == ' ' || *c == ':' ||
+		    *c == '/') {
+			cfg_error(line, "bad %s name \"%s\"", what, s);
+			return -1;
+		}
+	return 0;
+}
+
+/* ---- statements ----------------------------------------------------------- */
+
+static void
+set_hostname(int line, char *name)
+{
+	if (strlen(name) >= sizeof(p.conf->hostname) ||
+	    !domain_is_valid(name, 0) || name[0] == '[')
+		cfg_error(line, "bad hostname \"%s\"", name);
+	else
+		(void)strlcpy(p.conf->hostname, name,
+		    sizeof(p.conf->hostname));
+	free(name);
+}
+
+static void
+add_listener(int line, const char *addr, int port)
+{
+	struct listener		*l, *o;
+	struct sockaddr_in	*sin;
+	struct sockaddr_in6	*sin6;
+	const char		*a = addr;
+
+	if (strcmp(a, "localhost") == 0)
+		a = "127.0.0.1";
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		cfg_error(line, "%s", strerror(errno));
+		return;
+	}
+	sin = (struct sockaddr_in *)&l->ss;
+	sin6 = (struct sockaddr_in6 *)&l->ss;
+	if (inet_pton(AF_INET, a, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)(port > 0 ? port : 0));
+		l->sslen = sizeof(*sin);
+		(void)inet_ntop(AF_INET, &sin->sin_addr, l->addr,
+		    sizeof(l->addr));
+	} else if (inet_pton(AF_INET6, a, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)(port > 0 ? port : 0));
+		l->sslen = sizeof(*sin6);
+		(void)inet_ntop(AF_INET6, &sin6->sin6_addr, l->addr,
+		    sizeof(l->addr));
+	} else {
+		cfg_error(line, "bad listen address \"%s\": an IPv4 or IPv6 "
+		    "address, \"localhost\" or any", addr);
+		free(l);
+		return;
+	}
+	if (port <= 0) {	/* already reported */
+		free(l);
+		return;
+	}
+	l->port = port;
+	l->fd = -1;
+	l->lineno = line;
+	TAILQ_FOREACH(o, &p.conf->listeners, entry)
+		if (o->port == l->port && strcmp(o->addr, l->addr) == 0 &&
+		    o->ss.ss_family == l->ss.ss_family) {
+			cfg_error(line, "listen on %s port %d: already given "
+			    "on line %d", l->addr, port, o->lineno);
+			free(l);
+			return;
+		}
+	TAILQ_INSERT_TAIL(&p.conf->listeners, l, entry);
+}
+
+static void
+set_retry(int line, const char *min, const char *max)
+{
+	long long	vmin, vmax = p.conf->retry_max;
+	int		bad = 0;
+
+	if (parse_duration(min, &vmin) == -1) {
+		cfg_error(line, "bad duration \"%s\": a number of seconds, or "
+		    "with s, m, h or d, at most 365d", min);
+		bad = 1;
+	}
+	if (max != NULL && parse_duration(max, &vmax) == -1) {
+		cfg_error(line, "bad duration \"%s\": a number of seconds, or "
+		    "with s, m, h or d, at most 365d", max);
+		bad = 1;
+	}
+	if (bad)
+		return;
+	if (vmin > vmax) {
+		cfg_error(line, "queue retry: min (%llds) is greater than max "
+		    "(%llds)", vmin, vmax);
+		return;
+	}
+	p.conf->retry_min = (time_t)vmin;
+	p.conf->retry_max = (time_t)vmax;
+}
+
+/* ---- tables --------------------------------------------------------------- */
+
+static void
+table_begin(int line, char *name)
+{
+	p.tbl_bad = 0;
+	p.tbl_kind = 0;
+	if (strlen(name) >= TABLE_NAME_MAX || !name_is_valid(name)) {
+		cfg_error(line, "bad table name \"%s\": letters, digits, "
+		    "\"-\", \"_\" and \".\", at most %d", name,
+		    TABLE_NAME_MAX - 1);
+		p.tbl_bad = 1;
+	} else if (config_table(p.conf, name) != NULL) {
+		cfg_error(line, "table \"%s\" is already defined", name);
+		p.tbl_bad = 1;
+	}
+	if ((p.tbl = table_new(p.tbl_bad ? "-" : name)) == NULL)
+		cfg_error(line, "%s", strerror(errno));
+	free(name);
+}
+
+static void
+table_item(int line, char *key, char *value)
+{
+	int	kind = value != NULL ? 2 : 1;
+
+	if (p.tbl == NULL)
+		goto done;
+	if (strlen(key) >= ENTRY_KEY_MAX) {
+		cfg_error(line, "table %s: entry too long", p.tbl->name);
+		goto done;
+	}
+	if (p.tbl_kind != 0 && p.tbl_kind != kind) {
+		cfg_error(line, "table %s: list entries and key = value "
+		    "entries cannot be mixed", p.tbl->name);
+		goto done;
+	}
+	p.tbl_kind = kind;
+	if (table_contains(p.tbl, key)) {
+		cfg_error(line, "table %s: duplicate entry \"%s\"",
+		    p.tbl->name, key);
+		goto done;
+	}
+	if (table_add(p.tbl, key, value) == -1)
+		cfg_error(line, "%s", strerror(errno));
+done:
+	free(key);
+	free(value);
+}
+
+struct table_errctx {
+	const char	*table;
+	int		 line;
+};
+
+static void
+table_errfn_cb(void *arg, const char *file, int line, const char *fmt, ...)
+{
+	struct table_errctx	*ctx = arg;
+	char			 msg[1024];
+	va_list			 ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line == 0)	/* the file as a whole: where it was declared */
+		cfg_error(ctx->line, "table %s: %s: %s", ctx->table, file,
+		    msg);
+	else
+		cfg_error_file(file, line, "%s", msg);
+}
+
+static void
+table_file(int line, char *src)
+{
+	struct table_errctx	ctx;
+
+	if (p.tbl == NULL)
+		goto done;
+	if (strncmp(src, "file:", 5) != 0) {
+		cfg_error(line, "table %s: unknown source \"%s\": use "
+		    "file:/path or { ... }", p.tbl->name, src);
+		goto done;
+	}
+	if (src[5] != '/') {
+		cfg_error(line, "table %s: \"%s\": not an absolute path",
+		    p.tbl->name, src + 5);
+		goto done;
+	}
+	ctx.table = p.tbl->name;
+	ctx.line = line;
+	(void)table_load_file(p.tbl, src + 5, table_errfn_cb, &ctx);
+done:
+	free(src);
+}
+
+static void
+table_end(void)
+{
+	if (p.tbl == NULL)
+		return;
+	if (p.tbl_bad) {
+		table_free(p.tbl);
+	} else {
+		table_finish(p.tbl);
+		TAILQ_INSERT_TAIL(&p.conf->tables, p.tbl, entry);
+	}
+	p.tbl = NULL;
+}
+
+/* `src 10.0.0.0/8` and `domain example.org`: a table of one entry. */
+static struct table *
+table_anon(int line, const char *what, const char *value)
+{
+	struct table	*t;
+	char		 name[TABLE_NAME_MAX];
+
+	/* '@' cannot appear in a declared name: no clash possible. */
+	(void)snprintf(name, sizeof(name), "@%s%d", what, ++p.anon);
+	if ((t = table_new(name)) == NULL || table_add(t, value, NULL) == -1) {
+		cfg_error(line, "%s", strerror(errno));
+		table_free(t);
+		return NULL;
+	}
+	table_finish(t);
+	TAILQ_INSERT_TAIL(&p.conf->tables, t, entry);
+	return t;
+}
+
+static void
+ref_add(int line, enum ref_kind kind, const char *name)
+{
+	struct ref	*r;
+
+	p.nerrors++;
+	if ((r = reallocarray(p.refs, p.nrefs + 1, sizeof(*r))) == NULL)
+		return;
+	p.refs = r;
+	r = &p.refs[p.nrefs++];
+	memset(r, 0, sizeof(*r));
+	r->kind = kind;
+	(void)strlcpy(r->name, name, sizeof(r->name));
+	r->slot = (size_t)-1;
+	/* Keep its place among the errors; the wording comes at the end. */
+	if (p.errn < ERRORS_MAX) {
+		char	**v, *s;
+
+		if (asprintf(&s, "%s:%d: ", p.path, line) == -1)
+			return;
+		if ((v = reallocarray(p.errv, p.errn + 1, sizeof(*v))) ==
+		    NULL) {
+			free(s);
+			return;
+		}
+		p.errv = v;
+		r->slot = p.errn;
+		p.errv[p.errn++] = s;
+	}
+}
+
+static struct table *
+table_ref(int line, const char *name)
+{
+	struct table	*t;
+
+	if ((t = config_table(p.conf, name)) == NULL)
+		ref_add(line, REF_TABLE, name);
+	return t;
+}
+
+/* Every entry of a `from src <table>` must be an address or network. */
+static void
+src_table_check(int line, struct table *t)
+{
+	size_t	i;
+
+	if (t == NULL)
+		return;
+	for (i = 0; i < t->n; i++)
+		if (!net_is_valid(t->entries[i].key)) {
+			cfg_error(line, "table <%s>: \"%s\" is not an address "
+			    "or network", t->name, t->entries[i].key);
+			return;
+		}
+}
+
+/* Names a reference that failed: undefined, or defined too late. */
+static void
+refs_resolve(void)
+{
+	struct ref	*r;
+	size_t		 i;
+	char		*s;
+	int		 later;
+
+	for (i = 0; i < p.nrefs; i++) {
+		r = &p.refs[i];
+		if (r->slot == (size_t)-1)
+			continue;
+		if (r->kind == REF_TABLE)
+			later = config_table(p.conf, r->name) != NULL;
+		else
+			later = config_action(p.conf, r->name) != NULL;
+		if (asprintf(&s, "%s%s %s%s%s is %s", p.errv[r->slot],
+		    r->kind == REF_TABLE ? "table" : "action",
+		    r->kind == REF_TABLE ? "<" : "\"", r->name,
+		    r->kind == REF_TABLE ? ">" : "\"",
+		    later ? "used before it is defined" : "not defined") == -1)
+			continue;
+		free(p.errv[r->slot]);
+		p.errv[r->slot] = s;
+	}
+}
+
+/* ---- actions and rules ---------------------------------------------------- */
+
+static void
+add_action(int line, char *name, enum action_type type, int pline,
+    char *path, int aline, char *alias)
+{
+	struct action	*a = NULL;
+	struct table	*t;
+	char		 buf[DEST_MAX];
+	size_t		 i;
+	int		 bad = 0;
+
+	if (strlen(name) >= ACTION_MAX || !name_is_valid(name)) {
+		cfg_error(line, "bad action name \"%s\": letters, digits, "
+		    "\"-\", \"_\" and \".\", at most %d", name, ACTION_MAX - 1);
+		bad = 1;
+	} else if (config_action(p.conf, name) != NULL) {
+		cfg_error(line, "action \"%s\" is already defined", name);
+		bad = 1;
+	}
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		cfg_error(line, "%s", strerror(errno));
+		goto done;
+	}
+	(void)strlcpy(a->name, name, sizeof(a->name));
+	a->type = type;
+	a->lineno = line;
+	if (path == NULL)
+		path = strdup(type == ACTION_MBOX ? "/var/mail/%u" :
+		    "~/Maildir");
+	if (path == NULL) {
+		cfg_error(line, "%s", strerror(errno));
+		bad = 1;
+	} else if (strlcpy(a->path, path, sizeof(a->path)) >= sizeof(a->path)) {
+		cfg_error(pline, "action \"%s\": path too long", name);
+		bad = 1;
+	} else if (action_dest(a, "user", "/home/user", buf, sizeof(buf)) ==
+	    -1 || buf[0] != '/') {
+		cfg_error(pline, "action \"%s\": bad path \"%s\": an absolute "
+		    "path, or one starting with ~/ or %%h, where %%u is the "
+		    "user, %%h the home directory and %%%% a percent sign",
+		    name, path);
+		bad = 1;
+	}
+	if (alias != NULL && (t = table_ref(aline, alias)) != NULL) {
+		a->alias = t;
+		for (i = 0; i < t->n; i++)
+			if (t->entries[i].value == NULL) {
+				cfg_error(aline, "table <%s> cannot be an "
+				    "alias table: \"%s\" has no value", alias,
+				    t->entries[i].key);
+				bad = 1;
+				break;
+			}
+	}
+	if (!bad) {
+		TAILQ_INSERT_TAIL(&p.conf->actions, a, entry);
+		a = NULL;
+	}
+done:
+	free(a);
+	free(name);
+	free(path);
+	free(alias);
+}
+
+static void
+match_begin(void)
+{
+	memset(&p.m, 0, sizeof(p.m));
+	p.m.from = FROM_LOCAL;
+	p.m.for_ = FOR_LOCAL;
+	p.m_from = p.m_for = 0;
+}
+
+static void
+match_from(int line, int neg, int kind, struct table *t)
+{
+	if (p.m_from) {
+		cfg_error(line, "match: \"from\" given twice");
+		return;
+	}
+	p.m_from = line;
+	p.m.from_neg = neg;
+	p.m.from = kind;
+	p.m.from_table = t;
+}
+
+static void
+match_for(int line, int neg, int kind, struct table *t)
+{
+	if (p.m_for) {
+		cfg_error(line, "match: \"for\" given twice");
+		return;
+	}
+	p.m_for = line;
+	p.m.for_neg = neg;
+	p.m.for_ = kind;
+	p.m.for_table = t;
+}
+
+static void
+match_end(int line, int reject, char *action)
+{
+	struct match	*m;
+
+	p.m.reject = reject;
+	p.m.lineno = line;
+	if (action != NULL &&
+	    (p.m.action = config_action(p.conf, action)) == NULL)
+		ref_add(line, REF_ACTION, action);
+	free(action);
+	if ((m = malloc(sizeof(*m))) == NULL) {
+		cfg_error(line, "%s", strerror(errno));
+		return;
+	}
+	*m = p.m;
+	TAILQ_INSERT_TAIL(&p.conf->matches, m, entry);
+}
+
+/* ---- entry point ---------------------------------------------------------- */
+
+struct config *
+config_parse(const char *path, const char *text, struct config_errors *errs)
+{
+	struct config	*conf;
+	char		**v;
+	size_t		 i;
+	int		 r;
+
+	memset(&p, 0, sizeof(p));
+	p.path = path;
+	p.lineno = 1;
+	p.lastline = 1;
+	if ((conf = malloc(sizeof(*conf))) == NULL) {
+		log_warn("%s", path);
+		return NULL;
+	}
+	config_defaults(conf);
+	p.conf = conf;
+	if (strlcpy(conf->file, path, sizeof(conf->file)) >= sizeof(conf->file))
+		cfg_error(0, "%s", strerror(ENAMETOOLONG));
+	else if (text != NULL)
+		p.text = text;
+	else if ((p.fp = fopen(path, "r")) == NULL)
+		cfg_error(0, "%s", strerror(errno));
+
+	if (p.text != NULL || p.fp != NULL) {
+		r = yyparse();
+		if (r == 2 && p.nerrors == 0)
+			cfg_error(p.lineno, "%s", strerror(ENOMEM));
+		else if (r != 0 && p.nerrors == 0)
+			cfg_error(p.lineno, "syntax error");
+	}
+	if (p.fp != NULL)
+		(void)fclose(p.fp);
+	if (p.tbl != NULL) {
+		table_free(p.tbl);
+		p.tbl = NULL;
+	}
+	refs_resolve();
+
+	for (i = 0; i < p.errn; i++) {
+		if (p.errv[i] == NULL)
+			continue;
+		log_warnx("%s", p.errv[i]);
+		if (errs != NULL &&
+		    (v = reallocarray(errs->lines, errs->n + 1,
+		    sizeof(*v))) != NULL) {
+			errs->lines = v;
+			errs->lines[errs->n++] = p.errv[i];
+			p.errv[i] = NULL;
+		}
+	}
+	for (i = 0; i < p.errn; i++)
+		free(p.errv[i]);
+	free(p.errv);
+	free(p.refs);
+	r = p.nerrors;
+	memset(&p, 0, sizeof(p));
+	if (r > 0) {
+		config_free(conf);
+		return NULL;
+	}
+	return conf;
+}

@@ -1,0 +1,100 @@
+/*
+ * Every message that crosses a process boundary, who may send it, and its
+ * payload.  Payloads are built with m_add_* in the order written here and
+ * read back with m_get_* + m_end().  proto_check() refuses a frame whose type
+ * is unknown, whose sender may not send it, whose size is out of bounds or
+ * whose fd presence is wrong: the sender is then treated as compromised.
+ *
+ * Notation: u32/u64/i64 fixed width, str length-prefixed, dlv = dlv_add().
+ */
+#ifndef MTAD_PROTO_H
+#define MTAD_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imsg.h"
+
+enum proc_kind {
+	PROC_MASTER = 0,
+	PROC_POLICY,
+	PROC_QUEUE,
+	PROC_SMTP,
+	PROC_DELIVER,
+	PROC_CONTROL,		/* an mtactl client on the control socket */
+	PROC_COUNT
+};
+
+const char	*proc_name(enum proc_kind);
+
+enum imsg_type {
+	IMSG_NONE = 0,
+
+	/* master -> any child */
+	IMSG_PEER_CONNECT,	/* u32 kind, u32 slot; fd: channel to that peer */
+	IMSG_SHUTDOWN,		/* empty: stop accepting, finish, exit */
+	IMSG_LOG_VERBOSE,	/* u32 verbose, u32 trace mask */
+	IMSG_STATS_REQ,		/* empty; peerid = request */
+	/* any child -> master */
+	IMSG_STATS_REP,		/* u32 n, n x (str name, u64 value); peerid echoed */
+	IMSG_BAD_PEER,		/* u32 kind, u32 slot: that peer sent garbage */
+
+	/* smtp-worker <-> policy; peerid = session id */
+	IMSG_POLICY_MAIL,	/* str client_addr, u32 client_local, str helo,
+				   str auth_user, str sender */
+	IMSG_POLICY_MAIL_RES,	/* u32 code, str text ("2.1.0 Ok") */
+	IMSG_POLICY_RCPT,	/* str client_addr, u32 client_local, str helo,
+				   str auth_user, str sender, str rcpt */
+	IMSG_POLICY_RCPT_RES,	/* u32 code, str text, u32 n, n x dlv */
+
+	/* smtp-worker <-> queue; peerid = session id */
+	IMSG_QUEUE_CREATE,	/* empty */
+	IMSG_QUEUE_CREATE_RES,	/* u32 ok, str msgid; fd (O_WRONLY) when ok */
+	IMSG_QUEUE_COMMIT,	/* str msgid, u64 size, str sender, str helo,
+				   str client_addr, str client_name, str auth_user,
+				   str proto, u32 n, n x dlv */
+	IMSG_QUEUE_COMMIT_RES,	/* u32 ok, str msgid, str text */
+	IMSG_QUEUE_ABORT,	/* str msgid */
+
+	/* queue <-> deliver-worker; peerid = batch id */
+	IMSG_DELIVER_BATCH,	/* str msgid, str sender, u32 n, n x (u32 index, dlv);
+				   fd: the message, O_RDONLY */
+	IMSG_DELIVER_RESULT,	/* u32 index, u32 status (enum dlv_status), str text */
+	IMSG_DELIVER_DONE,	/* empty: every recipient of the batch reported */
+
+	/* deliver-worker <-> master; peerid = request id */
+	IMSG_MDA_DELIVER,	/* str msgid, str sender, dlv; fd: the message */
+	IMSG_MDA_RESULT,	/* u32 status, str text */
+
+	/* control: mtactl <-> master <-> queue; peerid = control client id */
+	IMSG_CTL_SHOW_QUEUE,	/* empty */
+	IMSG_CTL_QUEUE_ENTRY,	/* str msgid, str sender, str rcpt, str state,
+				   u32 attempts, i64 created, i64 next_try,
+				   str last_error */
+	IMSG_CTL_SHOW_STATS,	/* empty */
+	IMSG_CTL_STAT,		/* str name, u64 value */
+	IMSG_CTL_FLUSH,		/* empty */
+	IMSG_CTL_RESULT,	/* u32 ok, str text */
+	IMSG_CTL_END,		/* empty: end of a listing */
+
+	IMSG_TYPE_MAX
+};
+
+enum fd_rule { FD_NONE, FD_REQUIRED, FD_OPTIONAL };
+
+#define P(kind)	(1u << (kind))
+
+struct imsg_spec {
+	const char	*name;
+	uint32_t	 senders;	/* P(kind) mask */
+	uint32_t	 minlen;
+	uint32_t	 maxlen;
+	enum fd_rule	 fd;
+};
+
+const struct imsg_spec	*proto_spec(uint32_t type);
+const char		*imsg_type_name(uint32_t type);
+/* 0 if `imsg` is acceptable from a process of kind `from`, else -1. */
+int			 proto_check(const struct imsg *, enum proc_kind from);
+
+#endif

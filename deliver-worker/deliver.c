@@ -1,0 +1,315 @@
+/*
+ * The deliver-worker process: takes batches from the queue and delivers each
+ * recipient.  Local mailboxes need the recipient's privileges, so those go to
+ * the master (IMSG_MDA_DELIVER) with a copy of the message descriptor; later
+ * methods (remote SMTP, the MongoDB store) run here in the worker itself.
+ */
+#include "autoconf.h"
+
+#include <sys/queue.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "config.h"
+#include "deliver.h"
+#include "log.h"
+#include "sandbox.h"
+#include "stats.h"
+#include "util.h"
+
+struct batch {
+	TAILQ_ENTRY(batch)	 entry;
+	uint32_t		 id;		/* the queue's batch id */
+	struct channel		*queue;
+	char			 msgid[MSGID_SIZE];
+	char			 sender[ADDR_MAX];
+	int			 fd;
+	int			 outstanding;
+};
+
+struct request {
+	TAILQ_ENTRY(request)	 entry;
+	uint32_t		 id;
+	struct batch		*batch;		/* NULL if the queue left */
+	uint32_t		 index;
+};
+
+static struct config		*conf;
+static struct event_base	*base;
+static struct channel		*master_chan;
+static struct channel		*queue_chan;
+static TAILQ_HEAD(, batch)	 batches = TAILQ_HEAD_INITIALIZER(batches);
+static TAILQ_HEAD(, request)	 requests = TAILQ_HEAD_INITIALIZER(requests);
+static uint32_t			 next_request = 1;
+static int			 shutting_down;
+
+static void
+maybe_exit(void)
+{
+	if (shutting_down && TAILQ_EMPTY(&requests))
+		exit(0);
+}
+
+static void
+batch_free(struct batch *b)
+{
+	TAILQ_REMOVE(&batches, b, entry);
+	if (b->fd != -1)
+		close(b->fd);
+	free(b);
+}
+
+static void
+report(struct batch *b, uint32_t index, uint32_t status, const char *text)
+{
+	struct mbuf	 m;
+
+	if (b->queue) {
+		m_init(&m);
+		m_add_u32(&m, index);
+		m_add_u32(&m, status);
+		m_add_str(&m, text);
+		channel_send_m(b->queue, IMSG_DELIVER_RESULT, b->id, -1, &m);
+		m_free(&m);
+	}
+	stat_increment(status == DLV_OK ? "deliver.ok" :
+	    status == DLV_TEMPFAIL ? "deliver.tempfail" : "deliver.permfail", 1);
+	if (--b->outstanding == 0) {
+		if (b->queue)
+			channel_send(b->queue, IMSG_DELIVER_DONE, b->id, -1,
+			    NULL, 0);
+		batch_free(b);
+	}
+}
+
+static void
+deliver_local(struct batch *b, uint32_t index, const struct dlv *dlv)
+{
+	struct request	*rq;
+	struct mbuf	 m;
+	int		 fd;
+
+	if ((rq = calloc(1, sizeof(*rq))) == NULL ||
+	    (fd = dup(b->fd)) == -1) {
+		free(rq);
+		report(b, index, DLV_TEMPFAIL, "4.3.0 out of resources");
+		return;
+	}
+	rq->id = next_request++;
+	rq->batch = b;
+	rq->index = index;
+	TAILQ_INSERT_TAIL(&requests, rq, entry);
+	m_init(&m);
+	m_add_str(&m, b->msgid);
+	m_add_str(&m, b->sender);
+	dlv_add(&m, dlv);
+	channel_send_m(master_chan, IMSG_MDA_DELIVER, rq->id, fd, &m);
+	m_free(&m);
+}
+
+static void
+dispatch_batch(struct channel *chan, struct imsg *imsg)
+{
+	struct mreader	 r;
+	struct batch	*b;
+	struct dlv	*dlvs = NULL;
+	uint32_t	*idx = NULL, n, i;
+
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		fatal("calloc");
+	m_reader(&r, imsg);
+	m_get_str(&r, b->msgid, sizeof(b->msgid));
+	m_get_str(&r, b->sender, sizeof(b->sender));
+	n = m_get_u32(&r);
+	if (r.err || n == 0 || n > IMSG_MAX_PAYLOAD / 24 ||
+	    (dlvs = calloc(n, sizeof(*dlvs))) == NULL ||
+	    (idx = calloc(n, sizeof(*idx))) == NULL) {
+		free(b);
+		free(dlvs);
+		channel_malformed(chan, imsg);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		idx[i] = m_get_u32(&r);
+		dlv_get(&r, &dlvs[i]);
+	}
+	if (m_end(&r) == -1 || !msgid_is_valid(b->msgid)) {
+		free(b);
+		free(dlvs);
+		free(idx);
+		channel_malformed(chan, imsg);
+		return;
+	}
+	b->id = imsg->hdr.peerid;
+	b->queue = chan;
+	b->fd = imsg->fd;
+	imsg->fd = -1;
+	b->outstanding = (int)n;
+	TAILQ_INSERT_TAIL(&batches, b, entry);
+	log_trace(TRACE_DELIVER, "%s: batch %u, %u recipients", b->msgid,
+	    b->id, n);
+	for (i = 0; i < n; i++) {
+		switch (dlvs[i].kind) {
+		case DLV_MBOX:
+		case DLV_MAILDIR:
+			deliver_local(b, idx[i], &dlvs[i]);
+			break;
+		default:
+			report(b, idx[i], DLV_PERMFAIL,
+			    "5.3.5 delivery method not supported");
+		}
+	}
+	free(dlvs);
+	free(idx);
+}
+
+static void
+dispatch_mda_result(struct channel *chan, struct imsg *imsg)
+{
+	struct request	*rq;
+	struct mreader	 r;
+	char		 text[TEXT_MAX];
+	uint32_t	 status;
+
+	m_reader(&r, imsg);
+	status = m_get_u32(&r);
+	m_get_str(&r, text, sizeof(text));
+	if (m_end(&r) == -1 || status > DLV_PERMFAIL) {
+		channel_malformed(chan, imsg);
+		return;
+	}
+	TAILQ_FOREACH(rq, &requests, entry)
+		if (rq->id == imsg->hdr.peerid)
+			break;
+	if (rq == NULL)
+		return;
+	TAILQ_REMOVE(&requests, rq, entry);
+	if (rq->batch)
+		report(rq->batch, rq->index, status, text);
+	free(rq);
+	maybe_exit();
+}
+
+static void
+queue_dispatch(struct channel *chan, struct imsg *imsg)
+{
+	if (imsg->hdr.type == IMSG_DELIVER_BATCH)
+		dispatch_batch(chan, imsg);
+	else
+		channel_malformed(chan, imsg);
+}
+
+static void
+queue_closed(struct channel *chan, int malformed)
+{
+	struct batch	*b, *next;
+	struct request	*rq;
+	struct mbuf	 m;
+
+	if (malformed) {
+		m_init(&m);
+		m_add_u32(&m, PROC_QUEUE);
+		m_add_u32(&m, 0);
+		channel_send_m(master_chan, IMSG_BAD_PEER, 0, -1, &m);
+		m_free(&m);
+	}
+	/* The queue will retry from its spool: results have nowhere to go. */
+	for (b = TAILQ_FIRST(&batches); b; b = next) {
+		next = TAILQ_NEXT(b, entry);
+		if (b->queue != chan)
+			continue;
+		TAILQ_FOREACH(rq, &requests, entry)
+			if (rq->batch == b)
+				rq->batch = NULL;
+		batch_free(b);
+	}
+	if (queue_chan == chan)
+		queue_chan = NULL;
+	channel_free(chan);
+}
+
+static void
+add_queue(int fd, int slot)
+{
+	struct channel	*c;
+
+	c = channel_new(base, fd, PROC_QUEUE, slot, queue_dispatch,
+	    queue_closed, NULL);
+	if (c == NULL)
+		fatalx("channel_new");
+	queue_chan = c;
+}
+
+static void
+master_dispatch_deliver(struct channel *chan, struct imsg *imsg)
+{
+	struct mreader	 r;
+	struct mbuf	 m;
+	uint32_t	 kind, slot;
+
+	switch (imsg->hdr.type) {
+	case IMSG_PEER_CONNECT:
+		m_reader(&r, imsg);
+		kind = m_get_u32(&r);
+		slot = m_get_u32(&r);
+		if (m_end(&r) == -1 || kind != PROC_QUEUE) {
+			channel_malformed(chan, imsg);
+			return;
+		}
+		add_queue(imsg->fd, (int)slot);
+		imsg->fd = -1;
+		break;
+	case IMSG_MDA_RESULT:
+		dispatch_mda_result(chan, imsg);
+		break;
+	case IMSG_SHUTDOWN:
+		shutting_down = 1;
+		maybe_exit();
+		break;
+	case IMSG_STATS_REQ:
+		m_init(&m);
+		stat_marshal(&m);
+		channel_send_m(chan, IMSG_STATS_REP, imsg->hdr.peerid, -1, &m);
+		m_free(&m);
+		break;
+	case IMSG_LOG_VERBOSE:
+		m_reader(&r, imsg);
+		log_setverbose((int)m_get_u32(&r));
+		log_settrace((int)m_get_u32(&r));
+		break;
+	default:
+		channel_malformed(chan, imsg);
+	}
+}
+
+static void
+master_closed(struct channel *chan, int malformed)
+{
+	exit(0);
+}
+
+void
+deliver_main(struct config *c, struct proc_env *env)
+{
+	int	 i;
+
+	conf = c;
+	proc_init(env, "deliver-worker");
+	sandbox_drop(conf->chroot_path, env->user, env->uid, env->gid);
+	if ((base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	master_chan = channel_new(base, env->master_fd, PROC_MASTER, 0,
+	    master_dispatch_deliver, master_closed, NULL);
+	if (master_chan == NULL)
+		fatalx("channel_new");
+	for (i = 0; i < env->npeers; i++)
+		if (env->peers[i].kind == PROC_QUEUE)
+			add_queue(env->peers[i].fd, env->peers[i].slot);
+	if (conf->sandbox)
+		sandbox_seccomp(PROC_DELIVER);
+	event_base_dispatch(base);
+	exit(0);
+}

@@ -1,0 +1,255 @@
+/*
+ * The policy process: answers the smtp-workers' MAIL and RCPT questions from
+ * the rules, tables and local accounts.  It holds no per-session state, so a
+ * reload simply replaces it with a new process.
+ */
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "log.h"
+#include "policy.h"
+#include "ruleset.h"
+#include "sandbox.h"
+#include "stats.h"
+#include "util.h"
+
+#define SMTP_CHANNELS_MAX	128
+
+static struct config		*conf;
+static struct event_base	*base;
+static struct channel		*master_chan;
+static struct channel		*smtp_chans[SMTP_CHANNELS_MAX];
+static int			 shutting_down;
+
+static void	policy_smtp_dispatch(struct channel *, struct imsg *);
+
+static void
+reply(struct channel *chan, uint32_t type, uint32_t id, int code,
+    const char *text, const struct dlv *dlv, size_t ndlv)
+{
+	struct mbuf	 m;
+	size_t		 i;
+
+	m_init(&m);
+	m_add_u32(&m, (uint32_t)code);
+	m_add_str(&m, text);
+	if (type == IMSG_POLICY_RCPT_RES) {
+		m_add_u32(&m, (uint32_t)ndlv);
+		for (i = 0; i < ndlv; i++)
+			dlv_add(&m, &dlv[i]);
+	}
+	if (m.err) {
+		/* An alias list too large for one message. */
+		m_free(&m);
+		reply(chan, type, id, 452, "4.5.3 Too many recipients from "
+		    "alias expansion", NULL, 0);
+		return;
+	}
+	channel_send_m(chan, type, id, -1, &m);
+	m_free(&m);
+}
+
+static void
+policy_mail(struct channel *chan, struct imsg *imsg)
+{
+	struct mreader	 r;
+	char		 addr[64], helo[HELO_MAX], auth[USER_MAX * 4];
+	char		 sender[ADDR_MAX];
+	uint32_t	 local;
+
+	m_reader(&r, imsg);
+	m_get_str(&r, addr, sizeof(addr));
+	local = m_get_u32(&r);
+	m_get_str(&r, helo, sizeof(helo));
+	m_get_str(&r, auth, sizeof(auth));
+	m_get_str(&r, sender, sizeof(sender));
+	if (m_end(&r) == -1) {
+		channel_malformed(chan, imsg);
+		return;
+	}
+	(void)local;
+	stat_increment("policy.mail", 1);
+	reply(chan, IMSG_POLICY_MAIL_RES, imsg->hdr.peerid, 250, "2.1.0 Ok",
+	    NULL, 0);
+}
+
+static void
+policy_rcpt(struct channel *chan, struct imsg *imsg)
+{
+	struct rcpt_query	 q;
+	struct rcpt_result	 res;
+	struct mreader		 r;
+	char			 addr[64], helo[HELO_MAX], auth[USER_MAX * 4];
+	char			 sender[ADDR_MAX], rcpt[ADDR_MAX];
+
+	m_reader(&r, imsg);
+	m_get_str(&r, addr, sizeof(addr));
+	q.client_local = (int)m_get_u32(&r);
+	m_get_str(&r, helo, sizeof(helo));
+	m_get_str(&r, auth, sizeof(auth));
+	m_get_str(&r, sender, sizeof(sender));
+	m_get_str(&r, rcpt, sizeof(rcpt));
+	if (m_end(&r) == -1 || rcpt[0] == '\0') {
+		channel_malformed(chan, imsg);
+		return;
+	}
+	q.client_addr = addr;
+	q.helo = helo;
+	q.auth_user = auth;
+	q.sender = sender;
+	q.rcpt = rcpt;
+	memset(&res, 0, sizeof(res));
+	if (ruleset_eval(conf, &q, &res) == -1) {
+		res.code = 451;
+		strlcpy(res.text, "4.3.0 Temporary policy failure",
+		    sizeof(res.text));
+		res.ndlv = 0;
+	}
+	if (res.code / 100 == 2)
+		stat_increment("policy.rcpt.accepted", 1);
+	else {
+		stat_increment("policy.rcpt.refused", 1);
+		log_info("refused: client=%s, from=<%s>, to=<%s>: %d %s",
+		    addr, sender, rcpt, res.code, res.text);
+	}
+	log_trace(TRACE_POLICY, "rcpt <%s> from %s: %d %s, %zu deliveries",
+	    rcpt, addr, res.code, res.text, res.ndlv);
+	reply(chan, IMSG_POLICY_RCPT_RES, imsg->hdr.peerid, res.code,
+	    res.text, res.dlv, res.ndlv);
+	rcpt_result_clear(&res);
+}
+
+static void
+smtp_closed(struct channel *chan, int malformed)
+{
+	struct mbuf	 m;
+
+	if (malformed && master_chan) {
+		m_init(&m);
+		m_add_u32(&m, PROC_SMTP);
+		m_add_u32(&m, (uint32_t)chan->slot);
+		channel_send_m(master_chan, IMSG_BAD_PEER, 0, -1, &m);
+		m_free(&m);
+	}
+	for (int i = 0; i < SMTP_CHANNELS_MAX; i++)
+		if (smtp_chans[i] == chan)
+			smtp_chans[i] = NULL;
+	channel_free(chan);
+}
+
+static void
+add_smtp_channel(int fd, int slot)
+{
+	int	 i;
+
+	for (i = 0; i < SMTP_CHANNELS_MAX && smtp_chans[i]; i++)
+		;
+	if (i == SMTP_CHANNELS_MAX) {
+		log_warnx("too many smtp-worker channels");
+		close(fd);
+		return;
+	}
+	smtp_chans[i] = channel_new(base, fd, PROC_SMTP, slot,
+	    policy_smtp_dispatch, smtp_closed, NULL);
+	if (smtp_chans[i] == NULL)
+		fatalx("channel_new");
+}
+
+static void
+policy_smtp_dispatch(struct channel *chan, struct imsg *imsg)
+{
+	switch (imsg->hdr.type) {
+	case IMSG_POLICY_MAIL:
+		policy_mail(chan, imsg);
+		break;
+	case IMSG_POLICY_RCPT:
+		policy_rcpt(chan, imsg);
+		break;
+	default:
+		channel_malformed(chan, imsg);
+	}
+}
+
+/* Answers already queued are flushed before a retiring policy exits. */
+static void __attribute__((noreturn))
+policy_exit(void)
+{
+	for (int i = 0; i < SMTP_CHANNELS_MAX; i++)
+		if (smtp_chans[i] && !smtp_chans[i]->dead)
+			imsg_flush_blocking(&smtp_chans[i]->ibuf);
+	exit(0);
+}
+
+static void
+policy_master_dispatch(struct channel *chan, struct imsg *imsg)
+{
+	struct mreader	 r;
+	struct mbuf	 m;
+	uint32_t	 kind, slot;
+
+	switch (imsg->hdr.type) {
+	case IMSG_PEER_CONNECT:
+		m_reader(&r, imsg);
+		kind = m_get_u32(&r);
+		slot = m_get_u32(&r);
+		if (m_end(&r) == -1 || kind != PROC_SMTP) {
+			channel_malformed(chan, imsg);
+			return;
+		}
+		add_smtp_channel(imsg->fd, (int)slot);
+		imsg->fd = -1;
+		break;
+	case IMSG_SHUTDOWN:
+		shutting_down = 1;
+		policy_exit();
+	case IMSG_STATS_REQ:
+		m_init(&m);
+		stat_marshal(&m);
+		channel_send_m(chan, IMSG_STATS_REP, imsg->hdr.peerid, -1, &m);
+		m_free(&m);
+		break;
+	case IMSG_LOG_VERBOSE:
+		m_reader(&r, imsg);
+		log_setverbose((int)m_get_u32(&r));
+		log_settrace((int)m_get_u32(&r));
+		break;
+	default:
+		channel_malformed(chan, imsg);
+	}
+}
+
+static void
+master_closed(struct channel *chan, int malformed)
+{
+	/* The master is gone: nothing to serve for. */
+	exit(0);
+}
+
+void
+policy_main(struct config *c, struct proc_env *env)
+{
+	int	 i;
+
+	conf = c;
+	proc_init(env, "policy");
+	if (users_load() == -1)
+		fatalx("cannot read the local accounts");
+	sandbox_drop(conf->chroot_path, env->user, env->uid, env->gid);
+	if ((base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	master_chan = channel_new(base, env->master_fd, PROC_MASTER, 0,
+	    policy_master_dispatch, master_closed, NULL);
+	if (master_chan == NULL)
+		fatalx("channel_new");
+	for (i = 0; i < env->npeers; i++)
+		if (env->peers[i].kind == PROC_SMTP)
+			add_smtp_channel(env->peers[i].fd, env->peers[i].slot);
+	if (conf->sandbox)
+		sandbox_seccomp(PROC_POLICY);
+	event_base_dispatch(base);
+	exit(0);
+}

@@ -1,0 +1,479 @@
+/*
+ * The queue process: runs chrooted in the spool as its own user.  It hands
+ * smtp-workers new message files, commits them in groups (everything that
+ * arrived while the previous sync ran is made durable by the next single
+ * sync, and only then does any of those clients hear 250), and feeds the
+ * scheduler.
+ */
+#include "autoconf.h"
+
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "channel.h"
+#include "config.h"
+#include "log.h"
+#include "proc.h"
+#include "queue.h"
+#include "sandbox.h"
+#include "stats.h"
+#include "util.h"
+
+#define SMTP_CHANNELS_MAX	128
+#define INCOMING_MAX		100000	/* message files open at once */
+
+const struct queue_backend	*queue_backend = &queue_backend_fs;
+
+/* A message file handed to an smtp-worker and not yet committed. */
+struct incoming {
+	TAILQ_ENTRY(incoming)	 entry;
+	char			 msgid[MSGID_SIZE];
+	struct channel		*chan;
+};
+
+/* A commit staged, waiting for the group sync. */
+struct pending {
+	TAILQ_ENTRY(pending)	 entry;
+	struct qmsg		*msg;
+	struct channel		*chan;		/* NULL if the worker died */
+	uint32_t		 session;
+};
+
+static struct config		*conf;
+static struct event_base	*base;
+static struct channel		*master_chan;
+static struct channel		*smtp_chans[SMTP_CHANNELS_MAX];
+static TAILQ_HEAD(, incoming)	 incoming = TAILQ_HEAD_INITIALIZER(incoming);
+static int			 nincoming;
+static TAILQ_HEAD(, pending)	 pending = TAILQ_HEAD_INITIALIZER(pending);
+static struct event		*sync_ev;
+static int			 shutting_down;
+
+static void	queue_smtp_dispatch(struct channel *, struct imsg *);
+static void	queue_deliver_dispatch(struct channel *, struct imsg *);
+
+static struct incoming *
+incoming_find(const char *msgid)
+{
+	struct incoming	*in;
+
+	TAILQ_FOREACH(in, &incoming, entry)
+		if (strcmp(in->msgid, msgid) == 0)
+			return in;
+	return NULL;
+}
+
+static void
+incoming_drop(struct incoming *in, int abort_file)
+{
+	if (abort_file && queue_backend->message_abort(in->msgid) == -1)
+		log_warn("%s: cannot remove incoming file", in->msgid);
+	TAILQ_REMOVE(&incoming, in, entry);
+	nincoming--;
+	free(in);
+}
+
+static void
+reply_create(struct channel *chan, uint32_t session, int ok,
+    const char *msgid, int fd)
+{
+	struct mbuf	 m;
+
+	m_init(&m);
+	m_add_u32(&m, (uint32_t)ok);
+	m_add_str(&m, msgid);
+	channel_send_m(chan, IMSG_QUEUE_CREATE_RES, session, fd, &m);
+	m_free(&m);
+}
+
+static void
+queue_create(struct channel *chan, struct imsg *imsg)
+{
+	struct incoming	*in;
+	char		 msgid[MSGID_SIZE];
+	int		 fd;
+
+	if (shutting_down || nincoming >= INCOMING_MAX) {
+		reply_create(chan, imsg->hdr.peerid, 0, "", -1);
+		return;
+	}
+	if ((in = calloc(1, sizeof(*in))) == NULL) {
+		reply_create(chan, imsg->hdr.peerid, 0, "", -1);
+		return;
+	}
+	if ((fd = queue_backend->message_create(msgid)) == -1) {
+		log_warn("cannot create a message file");
+		stat_increment("queue.create.error", 1);
+		free(in);
+		reply_create(chan, imsg->hdr.peerid, 0, "", -1);
+		return;
+	}
+	strlcpy(in->msgid, msgid, sizeof(in->msgid));
+	in->chan = chan;
+	TAILQ_INSERT_TAIL(&incoming, in, entry);
+	nincoming++;
+	reply_create(chan, imsg->hdr.peerid, 1, msgid, fd);
+}
+
+static void
+reply_commit(struct channel *chan, uint32_t session, int ok,
+    const char *msgid, const char *text)
+{
+	struct mbuf	 m;
+
+	if (chan == NULL)
+		return;
+	m_init(&m);
+	m_add_u32(&m, (uint32_t)ok);
+	m_add_str(&m, msgid);
+	m_add_str(&m, text);
+	channel_send_m(chan, IMSG_QUEUE_COMMIT_RES, session, -1, &m);
+	m_free(&m);
+}
+
+/* Reads the COMMIT payload into a new qmsg; NULL if it is malformed. */
+static struct qmsg *
+commit_parse(struct imsg *imsg)
+{
+	struct mreader	 r;
+	struct qmsg	*m;
+	struct dlv	 dlv;
+	uint32_t	 n, i;
+
+	if ((m = qmsg_new()) == NULL)
+		return NULL;
+	m_reader(&r, imsg);
+	m_get_str(&r, m->msgid, sizeof(m->msgid));
+	m->size = m_get_u64(&r);
+	m_get_str(&r, m->sender, sizeof(m->sender));
+	m_get_str(&r, m->helo, sizeof(m->helo));
+	m_get_str(&r, m->client_addr, sizeof(m->client_addr));
+	m_get_str(&r, m->client_name, sizeof(m->client_name));
+	m_get_str(&r, m->auth_user, sizeof(m->auth_user));
+	m_get_str(&r, m->proto, sizeof(m->proto));
+	n = m_get_u32(&r);
+	if (r.err || n == 0 || n > IMSG_MAX_PAYLOAD / 24) {
+		qmsg_free(m);
+		return NULL;
+	}
+	for (i = 0; i < n && !r.err; i++) {
+		dlv_get(&r, &dlv);
+		if (!r.err && qmsg_add_rcpt(m, &dlv) == -1)
+			r.err = 1;
+	}
+	if (m_end(&r) == -1 || !msgid_is_valid(m->msgid)) {
+		qmsg_free(m);
+		return NULL;
+	}
+	m->created = time(NULL);
+	return m;
+}
+
+static void
+queue_commit(struct channel *chan, struct imsg *imsg)
+{
+	struct incoming	*in;
+	struct pending	*p;
+	struct qmsg	*m;
+
+	if ((m = commit_parse(imsg)) == NULL) {
+		channel_malformed(chan, imsg);
+		return;
+	}
+	if ((in = incoming_find(m->msgid)) == NULL || in->chan != chan) {
+		log_warnx("commit of unknown message %s from smtp-worker #%d",
+		    m->msgid, chan->slot);
+		qmsg_free(m);
+		channel_malformed(chan, imsg);
+		return;
+	}
+	incoming_drop(in, 0);
+	if ((p = calloc(1, sizeof(*p))) == NULL ||
+	    queue_backend->commit_stage(m) == -1) {
+		log_warn("%s: commit failed", m->msgid);
+		stat_increment("queue.commit.error", 1);
+		queue_backend->message_abort(m->msgid);
+		reply_commit(chan, imsg->hdr.peerid, 0, m->msgid,
+		    "queue file write error");
+		qmsg_free(m);
+		free(p);
+		return;
+	}
+	p->msg = m;
+	p->chan = chan;
+	p->session = imsg->hdr.peerid;
+	TAILQ_INSERT_TAIL(&pending, p, entry);
+	/*
+	 * The sync runs once the loop has read everything that is waiting:
+	 * every commit that arrives meanwhile joins the same group.
+	 */
+	event_active(sync_ev, EV_TIMEOUT, 0);
+}
+
+static void
+group_sync(evutil_socket_t fd, short ev, void *arg)
+{
+	struct pending	*p;
+	int		 ok, n = 0;
+
+	if (TAILQ_EMPTY(&pending))
+		return;
+	ok = queue_backend->sync() == 0;
+	if (!ok)
+		log_warn("spool sync failed: refusing the group");
+	while ((p = TAILQ_FIRST(&pending)) != NULL) {
+		TAILQ_REMOVE(&pending, p, entry);
+		n++;
+		if (ok) {
+			log_info("%s: queued, from=<%s>, size=%llu, nrcpt=%u, "
+			    "client=%s", p->msg->msgid, p->msg->sender,
+			    (unsigned long long)p->msg->size, p->msg->nrcpts,
+			    p->msg->client_addr);
+			reply_commit(p->chan, p->session, 1, p->msg->msgid, "");
+			stat_increment("queue.commit", 1);
+			scheduler_add(p->msg);
+		} else {
+			/* Not acknowledged: it must not be delivered either. */
+			queue_backend->message_delete(p->msg->msgid);
+			reply_commit(p->chan, p->session, 0, p->msg->msgid,
+			    "queue sync failed");
+			qmsg_free(p->msg);
+		}
+		free(p);
+	}
+	stat_increment("queue.sync", 1);
+	log_trace(TRACE_QUEUE, "group sync: %d messages", n);
+	if (shutting_down)
+		exit(0);
+}
+
+static void
+queue_abort(struct channel *chan, struct imsg *imsg)
+{
+	struct mreader	 r;
+	struct incoming	*in;
+	char		 msgid[MSGID_SIZE];
+
+	m_reader(&r, imsg);
+	m_get_str(&r, msgid, sizeof(msgid));
+	if (m_end(&r) == -1) {
+		channel_malformed(chan, imsg);
+		return;
+	}
+	if ((in = incoming_find(msgid)) != NULL && in->chan == chan)
+		incoming_drop(in, 1);
+}
+
+static void
+queue_smtp_dispatch(struct channel *chan, struct imsg *imsg)
+{
+	switch (imsg->hdr.type) {
+	case IMSG_QUEUE_CREATE:
+		queue_create(chan, imsg);
+		break;
+	case IMSG_QUEUE_COMMIT:
+		queue_commit(chan, imsg);
+		break;
+	case IMSG_QUEUE_ABORT:
+		queue_abort(chan, imsg);
+		break;
+	default:
+		channel_malformed(chan, imsg);
+	}
+}
+
+static void
+report_bad_peer(struct channel *chan)
+{
+	struct mbuf	 m;
+
+	m_init(&m);
+	m_add_u32(&m, chan->peer);
+	m_add_u32(&m, (uint32_t)chan->slot);
+	channel_send_m(master_chan, IMSG_BAD_PEER, 0, -1, &m);
+	m_free(&m);
+}
+
+static void
+smtp_closed(struct channel *chan, int malformed)
+{
+	struct incoming	*in, *next;
+	struct pending	*p;
+	int		 i;
+
+	if (malformed)
+		report_bad_peer(chan);
+	/* Its sessions are gone: their files will never be committed. */
+	for (in = TAILQ_FIRST(&incoming); in; in = next) {
+		next = TAILQ_NEXT(in, entry);
+		if (in->chan == chan)
+			incoming_drop(in, 1);
+	}
+	TAILQ_FOREACH(p, &pending, entry)
+		if (p->chan == chan)
+			p->chan = NULL;
+	for (i = 0; i < SMTP_CHANNELS_MAX; i++)
+		if (smtp_chans[i] == chan)
+			smtp_chans[i] = NULL;
+	channel_free(chan);
+}
+
+static void
+deliver_closed(struct channel *chan, int malformed)
+{
+	if (malformed)
+		report_bad_peer(chan);
+	scheduler_worker_lost(chan);
+	channel_free(chan);
+}
+
+static void
+queue_deliver_dispatch(struct channel *chan, struct imsg *imsg)
+{
+	switch (imsg->hdr.type) {
+	case IMSG_DELIVER_RESULT:
+		scheduler_result(chan, imsg);
+		break;
+	case IMSG_DELIVER_DONE:
+		scheduler_done(chan, imsg);
+		break;
+	default:
+		channel_malformed(chan, imsg);
+	}
+}
+
+static void
+add_peer(enum proc_kind kind, int slot, int fd)
+{
+	struct channel	*c;
+	int		 i;
+
+	if (kind == PROC_DELIVER) {
+		c = channel_new(base, fd, kind, slot, queue_deliver_dispatch,
+		    deliver_closed, NULL);
+		if (c == NULL)
+			fatalx("channel_new");
+		scheduler_worker_add(c);
+		return;
+	}
+	for (i = 0; i < SMTP_CHANNELS_MAX && smtp_chans[i]; i++)
+		;
+	if (i == SMTP_CHANNELS_MAX) {
+		log_warnx("too many smtp-worker channels");
+		close(fd);
+		return;
+	}
+	smtp_chans[i] = channel_new(base, fd, kind, slot, queue_smtp_dispatch,
+	    smtp_closed, NULL);
+	if (smtp_chans[i] == NULL)
+		fatalx("channel_new");
+}
+
+static void
+queue_master_dispatch(struct channel *chan, struct imsg *imsg)
+{
+	struct mreader	 r;
+	struct mbuf	 m;
+	uint32_t	 kind, slot;
+	char		 text[64];
+
+	switch (imsg->hdr.type) {
+	case IMSG_PEER_CONNECT:
+		m_reader(&r, imsg);
+		kind = m_get_u32(&r);
+		slot = m_get_u32(&r);
+		if (m_end(&r) == -1 ||
+		    (kind != PROC_SMTP && kind != PROC_DELIVER)) {
+			channel_malformed(chan, imsg);
+			return;
+		}
+		add_peer(kind, (int)slot, imsg->fd);
+		imsg->fd = -1;
+		break;
+	case IMSG_SHUTDOWN:
+		shutting_down = 1;
+		scheduler_stop();
+		if (TAILQ_EMPTY(&pending))
+			exit(0);
+		break;
+	case IMSG_STATS_REQ:
+		m_init(&m);
+		stat_marshal(&m);
+		channel_send_m(chan, IMSG_STATS_REP, imsg->hdr.peerid, -1, &m);
+		m_free(&m);
+		break;
+	case IMSG_LOG_VERBOSE:
+		m_reader(&r, imsg);
+		log_setverbose((int)m_get_u32(&r));
+		log_settrace((int)m_get_u32(&r));
+		break;
+	case IMSG_CTL_SHOW_QUEUE:
+		scheduler_show_queue(chan, imsg->hdr.peerid);
+		break;
+	case IMSG_CTL_FLUSH:
+		snprintf(text, sizeof(text), "%d recipients scheduled",
+		    scheduler_flush());
+		m_init(&m);
+		m_add_u32(&m, 1);
+		m_add_str(&m, text);
+		channel_send_m(chan, IMSG_CTL_RESULT, imsg->hdr.peerid, -1, &m);
+		m_free(&m);
+		break;
+	default:
+		channel_malformed(chan, imsg);
+	}
+}
+
+static void
+master_closed(struct channel *chan, int malformed)
+{
+	exit(0);
+}
+
+static void
+load_one(struct qmsg *m, void *arg)
+{
+	scheduler_add(m);
+}
+
+void
+queue_main(struct config *c, struct proc_env *env)
+{
+	int	 i, n;
+
+	conf = c;
+	proc_init(env, "queue");
+	sandbox_drop(conf->queue_path, env->user, env->uid, env->gid);
+	if (queue_backend->init("/") == -1)
+		fatal("cannot open the spool %s", conf->queue_path);
+	if ((base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	/*
+	 * The group sync has the lowest priority: it runs only once every
+	 * channel with input has been read, so all commits waiting join it.
+	 */
+	if (event_base_priority_init(base, 3) == -1 ||
+	    (sync_ev = event_new(base, -1, 0, group_sync, NULL)) == NULL ||
+	    event_priority_set(sync_ev, 2) == -1)
+		fatalx("event_new");
+	scheduler_init(base, conf);
+	master_chan = channel_new(base, env->master_fd, PROC_MASTER, 0,
+	    queue_master_dispatch, master_closed, NULL);
+	if (master_chan == NULL)
+		fatalx("channel_new");
+	for (i = 0; i < env->npeers; i++)
+		add_peer(env->peers[i].kind, env->peers[i].slot,
+		    env->peers[i].fd);
+	if ((n = queue_backend->load(load_one, NULL)) == -1)
+		fatal("cannot load the spool");
+	log_info("spool %s: %d messages loaded", conf->queue_path, n);
+	if (conf->sandbox)
+		sandbox_seccomp(PROC_QUEUE);
+	event_base_dispatch(base);
+	exit(0);
+}

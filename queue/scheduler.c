@@ -1,0 +1,432 @@
+/*
+ * The scheduler: every committed message is here with its recipients.  Due
+ * recipients of a message go out as one batch to a deliver-worker; results
+ * come back per recipient; the envelope on disk is updated when a batch is
+ * done, and the message removed when no recipient is left to try.
+ */
+#include "autoconf.h"
+
+#include <sys/queue.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "channel.h"
+#include "config.h"
+#include "log.h"
+#include "queue.h"
+#include "stats.h"
+
+#define WORKERS_MAX		64
+#define BATCHES_PER_WORKER	64
+#define LOST_RETRY_SECS		5
+
+struct batch {
+	TAILQ_ENTRY(batch)	 entry;
+	uint32_t		 id;
+	struct qmsg		*msg;
+	struct channel		*worker;
+};
+
+static TAILQ_HEAD(, qmsg)	 messages = TAILQ_HEAD_INITIALIZER(messages);
+static TAILQ_HEAD(, batch)	 batches = TAILQ_HEAD_INITIALIZER(batches);
+static int			 nmessages;
+static struct channel		*workers[WORKERS_MAX];
+static int			 worker_load[WORKERS_MAX];
+static int			 next_worker;
+static uint32_t			 next_batch_id = 1;
+static struct event		*timer;
+static struct config		*conf;
+static int			 stopped;
+
+extern const struct queue_backend	*queue_backend;
+
+static void	scheduler_run(evutil_socket_t, short, void *);
+
+void
+scheduler_init(struct event_base *base, struct config *c)
+{
+	conf = c;
+	if ((timer = evtimer_new(base, scheduler_run, NULL)) == NULL)
+		fatalx("evtimer_new");
+}
+
+/* Arms the timer for the earliest due recipient. */
+static void
+scheduler_arm(void)
+{
+	struct qmsg	*m;
+	struct timeval	 tv;
+	time_t		 now = time(NULL), next = 0;
+	uint32_t	 i;
+
+	if (stopped)
+		return;
+	TAILQ_FOREACH(m, &messages, entry) {
+		if (m->inflight)
+			continue;
+		for (i = 0; i < m->nrcpts; i++) {
+			if (m->rcpts[i].state != RS_PENDING)
+				continue;
+			if (next == 0 || m->rcpts[i].next_try < next)
+				next = m->rcpts[i].next_try;
+		}
+	}
+	if (next == 0)
+		return;
+	tv.tv_sec = next > now ? next - now : 0;
+	tv.tv_usec = tv.tv_sec ? 0 : 1000;
+	evtimer_add(timer, &tv);
+}
+
+static int
+pick_worker(void)
+{
+	int	 i, w;
+
+	for (i = 0; i < WORKERS_MAX; i++) {
+		w = (next_worker + i) % WORKERS_MAX;
+		if (workers[w] && !workers[w]->dead &&
+		    worker_load[w] < BATCHES_PER_WORKER) {
+			next_worker = w + 1;
+			return w;
+		}
+	}
+	return -1;
+}
+
+static int
+dispatch_message(struct qmsg *m, time_t now)
+{
+	struct batch	*b;
+	struct mbuf	 mb;
+	uint32_t	 i, n = 0;
+	int		 w, fd;
+
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == RS_PENDING &&
+		    m->rcpts[i].next_try <= now)
+			n++;
+	if (n == 0)
+		return 0;
+	if ((w = pick_worker()) == -1)
+		return -1;
+	if ((fd = queue_backend->message_fd(m->msgid)) == -1) {
+		log_warn("%s: cannot open the message", m->msgid);
+		for (i = 0; i < m->nrcpts; i++)
+			if (m->rcpts[i].state == RS_PENDING)
+				m->rcpts[i].next_try = now + conf->retry_min;
+		return 0;
+	}
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		close(fd);
+		return -1;
+	}
+	b->id = next_batch_id++;
+	b->msg = m;
+	b->worker = workers[w];
+	m_init(&mb);
+	m_add_str(&mb, m->msgid);
+	m_add_str(&mb, m->sender);
+	m_add_u32(&mb, n);
+	for (i = 0; i < m->nrcpts; i++) {
+		if (m->rcpts[i].state != RS_PENDING ||
+		    m->rcpts[i].next_try > now)
+			continue;
+		m->rcpts[i].state = RS_INFLIGHT;
+		m->rcpts[i].last_try = now;
+		m_add_u32(&mb, i);
+		dlv_add(&mb, &m->rcpts[i].dlv);
+	}
+	channel_send_m(workers[w], IMSG_DELIVER_BATCH, b->id, fd, &mb);
+	m_free(&mb);
+	m->inflight = 1;
+	worker_load[w]++;
+	TAILQ_INSERT_TAIL(&batches, b, entry);
+	log_trace(TRACE_QUEUE, "%s: batch %u of %u to deliver-worker #%d",
+	    m->msgid, b->id, n, workers[w]->slot);
+	return 0;
+}
+
+static void
+scheduler_run(evutil_socket_t fd, short ev, void *arg)
+{
+	struct qmsg	*m;
+	time_t		 now = time(NULL);
+	struct timeval	 tv = { 1, 0 };
+
+	if (stopped)
+		return;
+	TAILQ_FOREACH(m, &messages, entry) {
+		if (m->inflight)
+			continue;
+		if (dispatch_message(m, now) == -1) {
+			/* No worker free: look again shortly. */
+			evtimer_add(timer, &tv);
+			return;
+		}
+	}
+	scheduler_arm();
+}
+
+static void
+scheduler_kick(void)
+{
+	struct timeval	 tv = { 0, 0 };
+
+	if (!stopped)
+		evtimer_add(timer, &tv);
+}
+
+void
+scheduler_add(struct qmsg *m)
+{
+	uint32_t	 i;
+
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == RS_INFLIGHT)
+			m->rcpts[i].state = RS_PENDING;
+	m->inflight = 0;
+	TAILQ_INSERT_TAIL(&messages, m, entry);
+	nmessages++;
+	stat_set("queue.messages", nmessages);
+	scheduler_kick();
+}
+
+int
+scheduler_messages(void)
+{
+	return nmessages;
+}
+
+static int
+worker_index(struct channel *c)
+{
+	int	 i;
+
+	for (i = 0; i < WORKERS_MAX; i++)
+		if (workers[i] == c)
+			return i;
+	return -1;
+}
+
+void
+scheduler_worker_add(struct channel *c)
+{
+	int	 i;
+
+	for (i = 0; i < WORKERS_MAX && workers[i]; i++)
+		;
+	if (i == WORKERS_MAX) {
+		log_warnx("too many deliver-workers");
+		channel_free(c);
+		return;
+	}
+	workers[i] = c;
+	worker_load[i] = 0;
+	scheduler_kick();
+}
+
+static struct batch *
+batch_find(struct channel *c, uint32_t id)
+{
+	struct batch	*b;
+
+	TAILQ_FOREACH(b, &batches, entry)
+		if (b->id == id && b->worker == c)
+			return b;
+	return NULL;
+}
+
+static time_t
+backoff(uint32_t attempts)
+{
+	time_t	 d = conf->retry_min;
+
+	while (attempts-- > 1 && d < conf->retry_max)
+		d *= 2;
+	return d > conf->retry_max ? conf->retry_max : d;
+}
+
+void
+scheduler_result(struct channel *c, struct imsg *imsg)
+{
+	struct batch	*b;
+	struct qrcpt	*r;
+	struct mreader	 rd;
+	char		 text[TEXT_MAX];
+	uint32_t	 index, status;
+
+	m_reader(&rd, imsg);
+	index = m_get_u32(&rd);
+	status = m_get_u32(&rd);
+	m_get_str(&rd, text, sizeof(text));
+	if (m_end(&rd) == -1 || status > DLV_PERMFAIL ||
+	    (b = batch_find(c, imsg->hdr.peerid)) == NULL ||
+	    index >= b->msg->nrcpts ||
+	    b->msg->rcpts[index].state != RS_INFLIGHT) {
+		channel_malformed(c, imsg);
+		return;
+	}
+	r = &b->msg->rcpts[index];
+	r->attempts++;
+	strlcpy(r->last_error, status == DLV_OK ? "" : text,
+	    sizeof(r->last_error));
+	switch (status) {
+	case DLV_OK:
+		r->state = RS_DELIVERED;
+		stat_increment("queue.delivered", 1);
+		break;
+	case DLV_TEMPFAIL:
+		r->state = RS_PENDING;
+		r->next_try = time(NULL) + backoff(r->attempts);
+		stat_increment("queue.deferred", 1);
+		break;
+	case DLV_PERMFAIL:
+		r->state = RS_FAILED;
+		stat_increment("queue.failed", 1);
+		break;
+	}
+	log_info("%s: to=<%s>, orig_to=<%s>, attempt=%u, status=%s (%s)",
+	    b->msg->msgid, r->dlv.rcpt, r->dlv.orig, r->attempts,
+	    dlv_status_name(status), text);
+}
+
+static void
+message_remove(struct qmsg *m)
+{
+	TAILQ_REMOVE(&messages, m, entry);
+	nmessages--;
+	stat_set("queue.messages", nmessages);
+	qmsg_free(m);
+}
+
+/* After a batch: drop the message if nothing is left, else persist states. */
+static void
+message_settle(struct qmsg *m)
+{
+	uint32_t	 i, open = 0;
+
+	for (i = 0; i < m->nrcpts; i++) {
+		if (m->rcpts[i].state == RS_INFLIGHT)
+			m->rcpts[i].state = RS_PENDING;
+		if (m->rcpts[i].state == RS_PENDING)
+			open++;
+	}
+	if (open == 0) {
+		if (queue_backend->message_delete(m->msgid) == -1)
+			log_warn("%s: cannot remove from the spool", m->msgid);
+		else
+			log_info("%s: removed", m->msgid);
+		message_remove(m);
+		return;
+	}
+	if (queue_backend->envelope_update(m) == -1)
+		log_warn("%s: cannot update the envelope", m->msgid);
+}
+
+static void
+batch_end(struct batch *b)
+{
+	int	 w = worker_index(b->worker);
+
+	if (w != -1)
+		worker_load[w]--;
+	TAILQ_REMOVE(&batches, b, entry);
+	b->msg->inflight = 0;
+	message_settle(b->msg);
+	free(b);
+}
+
+void
+scheduler_done(struct channel *c, struct imsg *imsg)
+{
+	struct batch	*b;
+
+	if ((b = batch_find(c, imsg->hdr.peerid)) == NULL) {
+		channel_malformed(c, imsg);
+		return;
+	}
+	batch_end(b);
+	scheduler_kick();
+}
+
+/* A deliver-worker died: what it held is tried again soon. */
+void
+scheduler_worker_lost(struct channel *c)
+{
+	struct batch	*b, *next;
+	uint32_t	 i;
+	int		 w = worker_index(c);
+
+	for (b = TAILQ_FIRST(&batches); b; b = next) {
+		next = TAILQ_NEXT(b, entry);
+		if (b->worker != c)
+			continue;
+		for (i = 0; i < b->msg->nrcpts; i++)
+			if (b->msg->rcpts[i].state == RS_INFLIGHT)
+				b->msg->rcpts[i].next_try = time(NULL) +
+				    LOST_RETRY_SECS;
+		batch_end(b);
+	}
+	if (w != -1)
+		workers[w] = NULL;
+	scheduler_arm();
+}
+
+int
+scheduler_flush(void)
+{
+	struct qmsg	*m;
+	time_t		 now = time(NULL);
+	uint32_t	 i;
+	int		 n = 0;
+
+	TAILQ_FOREACH(m, &messages, entry)
+		for (i = 0; i < m->nrcpts; i++)
+			if (m->rcpts[i].state == RS_PENDING) {
+				m->rcpts[i].next_try = now;
+				n++;
+			}
+	scheduler_kick();
+	return n;
+}
+
+void
+scheduler_show_queue(struct channel *c, uint32_t id)
+{
+	struct qmsg	*m;
+	struct mbuf	 mb;
+	uint32_t	 i;
+
+	TAILQ_FOREACH(m, &messages, entry) {
+		for (i = 0; i < m->nrcpts; i++) {
+			struct qrcpt	*r = &m->rcpts[i];
+
+			if (r->state == RS_DELIVERED || r->state == RS_FAILED)
+				continue;
+			m_init(&mb);
+			m_add_str(&mb, m->msgid);
+			m_add_str(&mb, m->sender);
+			m_add_str(&mb, r->dlv.rcpt);
+			m_add_str(&mb, r->state == RS_INFLIGHT ? "delivering" :
+			    r->attempts ? "deferred" : "queued");
+			m_add_u32(&mb, r->attempts);
+			m_add_i64(&mb, (int64_t)m->created);
+			m_add_i64(&mb, (int64_t)r->next_try);
+			m_add_str(&mb, r->last_error);
+			channel_send_m(c, IMSG_CTL_QUEUE_ENTRY, id, -1, &mb);
+			m_free(&mb);
+		}
+	}
+	channel_send(c, IMSG_CTL_END, id, -1, NULL, 0);
+}
+
+void
+scheduler_stop(void)
+{
+	stopped = 1;
+	event_del(timer);
+}

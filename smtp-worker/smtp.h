@@ -1,0 +1,89 @@
+/*
+ * smtp-worker: SMTP server sessions on one event loop.  smtp.c is the process
+ * (listeners, channels, session table); smtp_session.c is the per-connection
+ * state machine.
+ */
+#ifndef MTAD_SMTP_H
+#define MTAD_SMTP_H
+
+#include <sys/socket.h>
+#include <sys/tree.h>
+#include <event2/event.h>
+#include <stdio.h>
+
+#include "channel.h"
+#include "config.h"
+#include "smtp_data.h"
+
+#define SMTP_LINE_MAX		4096	/* a command line, CRLF included */
+#define SMTP_ERRORS_MAX		10	/* bad commands before 421 */
+#define SMTP_TIMEOUT_SECS	300	/* RFC 5321 4.5.3.2: 5 minutes */
+
+enum smtp_state {
+	S_CMD,			/* reading commands */
+	S_WAIT_MAIL,		/* policy decides MAIL FROM */
+	S_WAIT_RCPT,		/* policy decides RCPT TO */
+	S_WAIT_DATAFILE,	/* queue creates the message file */
+	S_DATA,			/* receiving the message */
+	S_WAIT_COMMIT,		/* queue makes it durable */
+	S_QUIT			/* flushing the last reply, then close */
+};
+
+struct smtp_session {
+	RB_ENTRY(smtp_session)	 entry;
+	uint32_t		 id;
+	struct bufferevent	*bev;
+	enum smtp_state		 state;
+	struct listener		*listener;
+	struct sockaddr_storage	 ss;
+	char			 client_addr[64];
+	int			 client_local;
+	char			 helo[HELO_MAX];
+	int			 helo_seen;
+	int			 esmtp;
+	int			 errors;
+
+	/* the transaction */
+	int			 mail_seen;
+	char			 sender[ADDR_MAX];
+	char			 rcpt[ADDR_MAX];	/* the one being decided */
+	struct dlv		*dlvs;
+	size_t			 ndlvs;
+	int			 nrcpt;		/* accepted RCPT commands */
+	char			 msgid[MSGID_SIZE];
+	FILE			*datafp;
+	struct data_parser	 dp;
+	int			 data_toobig;
+	int			 data_ioerr;
+};
+
+RB_HEAD(session_tree, smtp_session);
+RB_PROTOTYPE(session_tree, smtp_session, entry, session_cmp);
+
+extern struct config		*smtp_conf;
+extern struct event_base	*smtp_base;
+
+/* smtp.c: talking to policy and queue for a session. */
+int	smtp_policy_mail(struct smtp_session *);
+int	smtp_policy_rcpt(struct smtp_session *);
+int	smtp_queue_create(struct smtp_session *);
+int	smtp_queue_commit(struct smtp_session *, uint64_t size);
+void	smtp_queue_abort(const char *msgid);
+void	smtp_session_register(struct smtp_session *);
+void	smtp_session_unregister(struct smtp_session *);
+int	smtp_accepting(void);
+
+/* smtp_session.c */
+void	smtp_session_new(int fd, struct listener *, struct sockaddr *,
+	    socklen_t);
+void	smtp_session_free(struct smtp_session *);
+void	smtp_reply_mail(struct smtp_session *, int code, const char *text);
+void	smtp_reply_rcpt(struct smtp_session *, int code, const char *text,
+	    struct dlv *, size_t);
+void	smtp_reply_create(struct smtp_session *, int ok, const char *msgid,
+	    int fd);
+void	smtp_reply_commit(struct smtp_session *, int ok, const char *text);
+/* A peer process went away while this session waited for it. */
+void	smtp_session_peer_lost(struct smtp_session *, enum proc_kind);
+
+#endif
