@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "proc.h"
+#include "stats.h"
 
 void
 proc_init(struct proc_env *env, const char *title)
@@ -17,6 +18,7 @@ proc_init(struct proc_env *env, const char *title)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
+	stat_reset();
 	if (env->kind == PROC_SMTP || env->kind == PROC_DELIVER)
 		snprintf(name, sizeof(name), "%s #%d", title, env->slot);
 	else

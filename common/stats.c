@@ -75,3 +75,9 @@ stat_marshal(struct mbuf *m)
 		m_add_u64(m, (uint64_t)counters[i].value);
 	}
 }
+
+void
+stat_reset(void)
+{
+	ncounters = 0;
+}

@@ -181,6 +181,8 @@ field_unescape(const char *in, char *out, size_t outsz)
 	size_t	 o = 0;
 	int	 hi, lo;
 
+	if (outsz == 0)
+		return -1;
 	for (; *in; in++) {
 		char	 c = *in;
 

@@ -371,7 +371,7 @@ static int
 md_deliver(const struct mda_request *req, char *err, size_t errsz)
 {
 	char		 path[PATH_MAX], name[NAME_MAX + 1];
-	char		 tmppath[PATH_MAX + NAME_MAX + 8];	/* for messages */
+	char		 tmppath[PATH_MAX + NAME_MAX + 8];	/* for errors */
 	size_t		 len;
 	int		 dfd = -1, tmpfd = -1, newfd = -1, fd = -1;
 	int		 created = 0, status;

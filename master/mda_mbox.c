@@ -55,7 +55,7 @@
 unsigned int	mda_mbox_lock_wait_ms = 10000;
 
 #define MBOX_LOCK_POLL_MS	100
-#define MBOX_LOCK_STALE_SECS	300	/* a dotlock older than this is removed */
+#define MBOX_LOCK_STALE_SECS	300	/* an older dotlock is removed */
 #define MBOX_IOBUF		65536
 #define MBOX_LOCK_SUFFIX	".lock"
 
@@ -82,8 +82,8 @@ struct mbox_out {
 struct mbox_filter {
 	int		 cr;		/* a CR waits to see if LF follows */
 	int		 bol;		/* at the beginning of a line */
-	size_t		 gt;		/* '>' seen at the beginning of the line */
-	size_t		 match;		/* bytes of "From " matched after them */
+	size_t		 gt;		/* '>' seen at the start of the line */
+	size_t		 match;		/* bytes of "From " matched next */
 };
 
 struct mbox_result {
@@ -767,11 +767,14 @@ static void __attribute__((noreturn))
 mbox_child(struct mbox_job *job, int resfd, pid_t parent)
 {
 	struct mbox_result	 res;
-	int			 keep[3] = { job->req->msgfd, job->dirfd, resfd };
+	int			 keep[3];
 	size_t			 off = 0;
 	ssize_t			 n;
 
 	memset(&res, 0, sizeof(res));
+	keep[0] = job->req->msgfd;
+	keep[1] = job->dirfd;
+	keep[2] = resfd;
 	child_signals();
 	close_other_fds(keep, 3);
 	umask(077);

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ enum outcome {
 struct eval {
 	struct config		*conf;
 	const struct rcpt_query	*q;
+	const char		*rcpt;		/* q->rcpt, never NULL */
 	struct rcpt_result	*res;
 	size_t			 cap;
 	int			 steps;		/* alias items looked at */
@@ -41,11 +43,19 @@ struct eval {
 	int			 oom;
 	const char		*chain[ALIAS_DEPTH_MAX + 1];
 	int			 nchain;
+	int			 nwarn;		/* alias problems seen */
 };
+
+/*
+ * A broken alias is reported each time a recipient runs into it: a few
+ * lines per recipient say what is wrong without letting a client flood
+ * the log through a long list.
+ */
+#define WARN_MAX	8
 
 static enum outcome eval_addr(struct eval *, const char *, int, const char *,
 		    int);
-static void	 resolve_local(struct eval *, const struct action *,
+static int	 resolve_local(struct eval *, const struct action *,
 		    const char *, int, const char *);
 static int	 alias_expand(struct eval *, const struct action *,
 		    const char *, int);
@@ -56,6 +66,8 @@ static int	 deliver_user(struct eval *, const struct action *,
 static const struct match *rule_find(struct config *, int, const char *,
 		    const char *, const char *);
 static int	 lower_copy(const char *, size_t, char *, size_t);
+static void	 ev_warn(struct eval *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
 static const char *next_item(const char *, char *, size_t, int *);
 
 static int
@@ -69,6 +81,20 @@ lower_copy(const char *s, size_t len, char *out, size_t outsz)
 		out[i] = (char)tolower((unsigned char)s[i]);
 	out[len] = '\0';
 	return 0;
+}
+
+static void
+ev_warn(struct eval *ev, const char *fmt, ...)
+{
+	char	msg[TEXT_MAX];
+	va_list	ap;
+
+	if (ev->nwarn++ >= WARN_MAX)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warnx("rcpt <%s>: %s", ev->rcpt, msg);
 }
 
 static const struct match *
@@ -172,7 +198,7 @@ deliver_user(struct eval *ev, const struct action *a, const char *name,
 	(void)strlcpy(d->action, a->name, sizeof(d->action));
 	(void)strlcpy(d->user, u->name, sizeof(d->user));
 	if (action_dest(a, u->name, u->home, d->dest, sizeof(d->dest)) == -1) {
-		log_warnx("action \"%s\": no mailbox path for user %s (home "
+		ev_warn(ev, "action \"%s\": no mailbox path for user %s (home "
 		    "\"%s\"): skipped", a->name, u->name, u->home);
 		return 1;
 	}
@@ -186,7 +212,7 @@ deliver_user(struct eval *ev, const struct action *a, const char *name,
 		if (n < 0 || (size_t)n >= sizeof(d->rcpt))
 			return 1;
 	}
-	(void)strlcpy(d->orig, ev->q->rcpt, sizeof(d->orig));
+	(void)strlcpy(d->orig, ev->rcpt, sizeof(d->orig));
 	res->ndlv++;
 	return 1;
 }
@@ -249,17 +275,17 @@ alias_item(struct eval *ev, const struct action *a, const char *alias,
 	enum outcome	 out;
 
 	if (item[0] == '|') {
-		log_warnx("alias %s: delivery to a command (%s) is not "
+		ev_warn(ev, "alias %s: delivery to a command (%s) is not "
 		    "supported, skipped", alias, item);
 		return;
 	}
 	if (strncasecmp(item, ":include:", 9) == 0) {
-		log_warnx("alias %s: %s is not supported, skipped", alias,
+		ev_warn(ev, "alias %s: %s is not supported, skipped", alias,
 		    item);
 		return;
 	}
 	if (item[0] == '/') {
-		log_warnx("alias %s: delivery to a file (%s) is not "
+		ev_warn(ev, "alias %s: delivery to a file (%s) is not "
 		    "supported, skipped", alias, item);
 		return;
 	}
@@ -267,26 +293,27 @@ alias_item(struct eval *ev, const struct action *a, const char *alias,
 		/* \user: that account itself, no further aliasing. */
 		if (lower_copy(item + 1, strlen(item + 1), name,
 		    sizeof(name)) == -1 || !deliver_user(ev, a, name, NULL))
-			log_warnx("alias %s: no local user \"%s\", skipped",
+			ev_warn(ev, "alias %s: no local user \"%s\", skipped",
 			    alias, item + 1);
 		return;
 	}
 	if (strchr(item, '@') != NULL) {
 		out = eval_addr(ev, item, 1, "local", depth + 1);
 		if (out == OUT_NOMATCH)
-			log_warnx("alias %s: %s: relaying denied, skipped",
+			ev_warn(ev, "alias %s: %s: relaying denied, skipped",
 			    alias, item);
 		else if (out == OUT_REJECT)
-			log_warnx("alias %s: %s: rejected by policy, skipped",
+			ev_warn(ev, "alias %s: %s: rejected by policy, skipped",
 			    alias, item);
 		else if (out == OUT_BADADDR)
-			log_warnx("alias %s: %s: bad address, skipped", alias,
+			ev_warn(ev, "alias %s: %s: bad address, skipped", alias,
 			    item);
 		return;
 	}
-	if (lower_copy(item, strlen(item), name, sizeof(name)) == -1)
-		return;
-	resolve_local(ev, a, name, depth + 1, NULL);
+	if (lower_copy(item, strlen(item), name, sizeof(name)) == -1 ||
+	    !resolve_local(ev, a, name, depth + 1, NULL))
+		ev_warn(ev, "alias %s: \"%s\" is no local user or alias, "
+		    "skipped", alias, item);
 }
 
 /*
@@ -306,7 +333,7 @@ alias_expand(struct eval *ev, const struct action *a, const char *name,
 	    (e = table_lookup(a->alias, name)) == NULL || e->value == NULL)
 		return 0;
 	if (depth >= ALIAS_DEPTH_MAX || ev->nchain >= ALIAS_DEPTH_MAX) {
-		log_warnx("alias %s: nested more than %d deep, not expanded",
+		ev_warn(ev, "alias %s: nested more than %d deep, not expanded",
 		    name, ALIAS_DEPTH_MAX);
 		return 1;
 	}
@@ -318,9 +345,11 @@ alias_expand(struct eval *ev, const struct action *a, const char *name,
 			break;
 		}
 		if (toolong) {
-			log_warnx("alias %s: item too long, skipped", name);
+			ev_warn(ev, "alias %s: item too long, skipped", name);
 			continue;
 		}
+		if (item[0] == '\0')
+			continue;
 		alias_item(ev, a, name, item, depth);
 		if (ev->oom || ev->overflow)
 			break;
@@ -331,8 +360,9 @@ alias_expand(struct eval *ev, const struct action *a, const char *name,
 
 /*
  * A lowercased local part under a local action.  direct: see deliver_user.
+ * 0 if it is neither an alias nor a local user.
  */
-static void
+static int
 resolve_local(struct eval *ev, const struct action *a, const char *name,
     int depth, const char *direct)
 {
@@ -342,22 +372,20 @@ resolve_local(struct eval *ev, const struct action *a, const char *name,
 	/* A name met again in its own expansion is the account itself. */
 	if (in_chain(ev, name)) {
 		if (!deliver_user(ev, a, name, direct))
-			log_warnx("alias loop through \"%s\", which is no "
+			ev_warn(ev, "alias loop through \"%s\", which is no "
 			    "local user: cut", name);
-		return;
+		return 1;
 	}
 	if (alias_expand(ev, a, name, depth) ||
 	    deliver_user(ev, a, name, direct))
-		return;
+		return 1;
 	if ((plus = strchr(name, '+')) == NULL || plus == name)
-		return;
+		return 0;
 	(void)lower_copy(name, (size_t)(plus - name), base, sizeof(base));
-	if (in_chain(ev, base)) {
-		(void)deliver_user(ev, a, base, direct);
-		return;
-	}
-	if (!alias_expand(ev, a, base, depth))
-		(void)deliver_user(ev, a, base, direct);
+	if (in_chain(ev, base))
+		return deliver_user(ev, a, base, direct);
+	return alias_expand(ev, a, base, depth) ||
+	    deliver_user(ev, a, base, direct);
 }
 
 static enum outcome
@@ -391,7 +419,8 @@ eval_addr(struct eval *ev, const char *addr, int from_local,
 		return OUT_NOMATCH;
 	if (m->reject || m->action == NULL)
 		return OUT_REJECT;
-	resolve_local(ev, m->action, local, depth, depth == 0 ? addr : NULL);
+	(void)resolve_local(ev, m->action, local, depth,
+	    depth == 0 ? addr : NULL);
 	return OUT_LOCAL;
 }
 
@@ -417,6 +446,7 @@ ruleset_eval(struct config *conf, const struct rcpt_query *q,
 	memset(&ev, 0, sizeof(ev));
 	ev.conf = conf;
 	ev.q = q;
+	ev.rcpt = rcpt;
 	ev.res = res;
 	out = eval_addr(&ev, q->rcpt, q->client_local,
 	    q->client_addr != NULL ? q->client_addr : "", 0);
@@ -461,6 +491,9 @@ ruleset_eval(struct config *conf, const struct rcpt_query *q,
 			    "rejected: User unknown in local recipient table");
 		break;
 	}
+	if (ev.nwarn > WARN_MAX)
+		log_warnx("rcpt <%s>: %d more alias problems not shown", rcpt,
+		    ev.nwarn - WARN_MAX);
 	log_trace(TRACE_POLICY, "rcpt <%s>: %d %s, %zu deliveries", rcpt,
 	    res->code, res->text, res->ndlv);
 	return 0;

@@ -41,5 +41,7 @@ struct queue_backend {
 };
 
 extern const struct queue_backend queue_backend_fs;
+/* Tests: take the fsync path as if syncfs(2) were missing. */
+void	queue_fs_test_nosyncfs(int);
 
 #endif

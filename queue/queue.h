@@ -50,7 +50,10 @@ struct qmsg {
 
 struct qmsg	*qmsg_new(void);
 void		 qmsg_free(struct qmsg *);
-/* Appends a recipient; -1 on memory exhaustion. */
+/*
+ * Appends a recipient (index = position); -1 on memory exhaustion or beyond
+ * 100000 recipients (E2BIG).  rcpts must only be grown through here.
+ */
 int		 qmsg_add_rcpt(struct qmsg *, const struct dlv *);
 const char	*rcpt_state_name(enum rcpt_state);
 

@@ -46,7 +46,6 @@
 #define CORRUPT_TRIES	100	/* name.1 .. name.99 when corrupt/ has name */
 
 /* Test hook: take the per-file fsync path as if syncfs(2) were missing. */
-void	queue_fs_test_nosyncfs(int);
 
 static struct {
 	int	  incoming;

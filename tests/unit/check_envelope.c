@@ -22,7 +22,7 @@
 #include "queue.h"
 #include "util.h"
 
-void	queue_fs_test_nosyncfs(int);	/* queue/queue_fs.c */
+
 
 #define FS	(&queue_backend_fs)
 /* snprintf into an array, failing the test if it does not fit. */

@@ -36,7 +36,8 @@ extern unsigned int	mda_mbox_lock_wait_ms;
 #define SENDER		"alice@example.org"
 #define RCPT		"nobody@example.org"
 
-static char	 base[64];		/* mkdtemp, root 0755 */
+static char	 top[32];		/* per tcase: /tmp/check_mda.XXXXXX */
+static char	 base[64];		/* per test: top/t.XXXXXX, root 0755 */
 static char	 spool[128];		/* base/spool: root:mail 2775 */
 static char	 home[128];		/* base/home: nobody 0755 */
 static uid_t	 nuid;
@@ -106,25 +107,20 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 	return remove(path) == -1 ? -1 : 0;
 }
 
-static void	teardown(void);
-
 static void
 setup(void)
 {
-	static int	 registered;
 	struct passwd	*pw;
 	struct group	*gr;
 
-	/* A failed assertion exits the test process without the teardown. */
-	if (!registered && atexit(teardown) == 0)
-		registered = 1;
 	ck_assert_ptr_nonnull(pw = getpwnam("nobody"));
 	nuid = pw->pw_uid;
 	ngid = pw->pw_gid;
 	mailgid = (gr = getgrnam("mail")) ? gr->gr_gid : ngid;
 	nmsg = 0;
 
-	strlcpy(base, "/tmp/check_mda.XXXXXX", sizeof(base));
+	ck_assert(top[0] != '\0');
+	snprintf(base, sizeof(base), "%s/t.XXXXXX", top);
 	ck_assert_ptr_nonnull(mkdtemp(base));
 	ck_assert_int_eq(chmod(base, 0755), 0);
 	snprintf(spool, sizeof(spool), "%s/spool", base);
@@ -143,6 +139,29 @@ teardown(void)
 	if (base[0] != '\0')
 		nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	base[0] = '\0';
+}
+
+/*
+ * Per tcase, in the runner itself: a failed assertion ends the test process
+ * before its teardown, so everything lives under one directory that is
+ * removed here whatever happened.
+ */
+static void
+top_setup(void)
+{
+	strlcpy(top, "/tmp/check_mda.XXXXXX", sizeof(top));
+	if (mkdtemp(top) == NULL || chmod(top, 0755) == -1) {
+		perror("check_mda: mkdtemp");
+		top[0] = '\0';
+	}
+}
+
+static void
+top_teardown(void)
+{
+	if (top[0] != '\0')
+		nftw(top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	top[0] = '\0';
 }
 
 /* The spooled message: a read-only fd whose offset is not at 0. */
@@ -202,7 +221,7 @@ deliver(uint32_t kind, const char *path, const char *sender,
 
 #define DELIVER_OK(kind, path, sender, data, len) do {			\
 	char	 e_[TEXT_MAX];						\
-	int	 s_ = deliver(kind, path, sender, data, len, e_,		\
+	int	 s_ = deliver(kind, path, sender, data, len, e_,	\
 		    sizeof(e_));					\
 	ck_assert_msg(s_ == DLV_OK, "delivery to %s: status %d: %s",	\
 	    path, s_, e_);						\
@@ -1084,6 +1103,7 @@ mda_suite(int *skipped)
 	}
 
 	tc = tcase_create("mbox");
+	tcase_add_unchecked_fixture(tc, top_setup, top_teardown);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, mbox_created_owned_by_user);
@@ -1104,6 +1124,7 @@ mda_suite(int *skipped)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("maildir");
+	tcase_add_unchecked_fixture(tc, top_setup, top_teardown);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, maildir_delivered);
