@@ -87,6 +87,7 @@ static void	 cfg_error_file(const char *, int, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 static void	 errv_push(char *);
 static void	 lex_reset(void);
+static void	 stmt_abort(void);
 static int	 parse_uint(const char *, long long, long long, long long *);
 static int	 parse_scaled(const char *, const char *, long long,
 		    long long, long long *);
@@ -161,7 +162,7 @@ static void	 yyerror(YYLTYPE *, const char *);
 grammar		: %empty
 		| grammar '\n'
 		| grammar statement '\n'
-		| grammar error '\n'		{ lex_reset(); yyerrok; }
+		| grammar error '\n'		{ stmt_abort(); yyerrok; }
 		;
 
 statement	: HOSTNAME STRING		{ set_hostname(@2.first_line, $2); }
@@ -649,6 +650,17 @@ lex_reset(void)
 {
 	p.braces = 0;
 	p.angle = 0;
+}
+
+/* After a syntax error: drop what the broken statement had built. */
+static void
+stmt_abort(void)
+{
+	lex_reset();
+	if (p.tbl != NULL) {
+		table_free(p.tbl);
+		p.tbl = NULL;
+	}
 }
 
 static int

@@ -42,4 +42,20 @@ void	deliver_main(struct config *, struct proc_env *) __attribute__((noreturn));
 /* Common to every child: ignore terminal signals, name the process. */
 void	proc_init(struct proc_env *, const char *title);
 
+struct channel;
+struct imsg;
+/*
+ * What every child's master channel carries besides its own messages:
+ * counter requests and the log level.  Returns 1 if it handled the frame.
+ */
+int	proc_master_common(struct channel *, struct imsg *);
+/* Tells the master that `bad` sent garbage, so that it restarts it. */
+void	proc_report_bad_peer(struct channel *master, struct channel *bad);
+/*
+ * Reads IMSG_PEER_CONNECT.  `allowed` is a P(kind) mask of the peers this
+ * process talks to; anything else marks the master channel malformed.
+ */
+int	proc_peer_connect(struct channel *, struct imsg *, uint32_t allowed,
+	    enum proc_kind *, int *slot);
+
 #endif

@@ -207,15 +207,9 @@ queue_closed(struct channel *chan, int malformed)
 {
 	struct batch	*b, *next;
 	struct request	*rq;
-	struct mbuf	 m;
 
-	if (malformed) {
-		m_init(&m);
-		m_add_u32(&m, PROC_QUEUE);
-		m_add_u32(&m, 0);
-		channel_send_m(master_chan, IMSG_BAD_PEER, 0, -1, &m);
-		m_free(&m);
-	}
+	if (malformed)
+		proc_report_bad_peer(master_chan, chan);
 	/* The queue will retry from its spool: results have nowhere to go. */
 	for (b = TAILQ_FIRST(&batches); b; b = next) {
 		next = TAILQ_NEXT(b, entry);
@@ -246,20 +240,17 @@ add_queue(int fd, int slot)
 static void
 master_dispatch_deliver(struct channel *chan, struct imsg *imsg)
 {
-	struct mreader	 r;
-	struct mbuf	 m;
-	uint32_t	 kind, slot;
+	enum proc_kind	 kind;
+	int		 slot;
 
+	if (proc_master_common(chan, imsg))
+		return;
 	switch (imsg->hdr.type) {
 	case IMSG_PEER_CONNECT:
-		m_reader(&r, imsg);
-		kind = m_get_u32(&r);
-		slot = m_get_u32(&r);
-		if (m_end(&r) == -1 || kind != PROC_QUEUE) {
-			channel_malformed(chan, imsg);
+		if (proc_peer_connect(chan, imsg, P(PROC_QUEUE), &kind,
+		    &slot) == -1)
 			return;
-		}
-		add_queue(imsg->fd, (int)slot);
+		add_queue(imsg->fd, slot);
 		imsg->fd = -1;
 		break;
 	case IMSG_MDA_RESULT:
@@ -268,17 +259,6 @@ master_dispatch_deliver(struct channel *chan, struct imsg *imsg)
 	case IMSG_SHUTDOWN:
 		shutting_down = 1;
 		maybe_exit();
-		break;
-	case IMSG_STATS_REQ:
-		m_init(&m);
-		stat_marshal(&m);
-		channel_send_m(chan, IMSG_STATS_REP, imsg->hdr.peerid, -1, &m);
-		m_free(&m);
-		break;
-	case IMSG_LOG_VERBOSE:
-		m_reader(&r, imsg);
-		log_setverbose((int)m_get_u32(&r));
-		log_settrace((int)m_get_u32(&r));
 		break;
 	default:
 		channel_malformed(chan, imsg);

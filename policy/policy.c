@@ -126,15 +126,8 @@ policy_rcpt(struct channel *chan, struct imsg *imsg)
 static void
 smtp_closed(struct channel *chan, int malformed)
 {
-	struct mbuf	 m;
-
-	if (malformed && master_chan) {
-		m_init(&m);
-		m_add_u32(&m, PROC_SMTP);
-		m_add_u32(&m, (uint32_t)chan->slot);
-		channel_send_m(master_chan, IMSG_BAD_PEER, 0, -1, &m);
-		m_free(&m);
-	}
+	if (malformed)
+		proc_report_bad_peer(master_chan, chan);
 	for (int i = 0; i < SMTP_CHANNELS_MAX; i++)
 		if (smtp_chans[i] == chan)
 			smtp_chans[i] = NULL;
@@ -187,36 +180,22 @@ policy_exit(void)
 static void
 policy_master_dispatch(struct channel *chan, struct imsg *imsg)
 {
-	struct mreader	 r;
-	struct mbuf	 m;
-	uint32_t	 kind, slot;
+	enum proc_kind	 kind;
+	int		 slot;
 
+	if (proc_master_common(chan, imsg))
+		return;
 	switch (imsg->hdr.type) {
 	case IMSG_PEER_CONNECT:
-		m_reader(&r, imsg);
-		kind = m_get_u32(&r);
-		slot = m_get_u32(&r);
-		if (m_end(&r) == -1 || kind != PROC_SMTP) {
-			channel_malformed(chan, imsg);
+		if (proc_peer_connect(chan, imsg, P(PROC_SMTP), &kind,
+		    &slot) == -1)
 			return;
-		}
-		add_smtp_channel(imsg->fd, (int)slot);
+		add_smtp_channel(imsg->fd, slot);
 		imsg->fd = -1;
 		break;
 	case IMSG_SHUTDOWN:
 		shutting_down = 1;
 		policy_exit();
-	case IMSG_STATS_REQ:
-		m_init(&m);
-		stat_marshal(&m);
-		channel_send_m(chan, IMSG_STATS_REP, imsg->hdr.peerid, -1, &m);
-		m_free(&m);
-		break;
-	case IMSG_LOG_VERBOSE:
-		m_reader(&r, imsg);
-		log_setverbose((int)m_get_u32(&r));
-		log_settrace((int)m_get_u32(&r));
-		break;
 	default:
 		channel_malformed(chan, imsg);
 	}

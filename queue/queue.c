@@ -288,18 +288,6 @@ queue_smtp_dispatch(struct channel *chan, struct imsg *imsg)
 }
 
 static void
-report_bad_peer(struct channel *chan)
-{
-	struct mbuf	 m;
-
-	m_init(&m);
-	m_add_u32(&m, chan->peer);
-	m_add_u32(&m, (uint32_t)chan->slot);
-	channel_send_m(master_chan, IMSG_BAD_PEER, 0, -1, &m);
-	m_free(&m);
-}
-
-static void
 smtp_closed(struct channel *chan, int malformed)
 {
 	struct incoming	*in, *next;
@@ -307,7 +295,7 @@ smtp_closed(struct channel *chan, int malformed)
 	int		 i;
 
 	if (malformed)
-		report_bad_peer(chan);
+		proc_report_bad_peer(master_chan, chan);
 	/* Its sessions are gone: their files will never be committed. */
 	for (in = TAILQ_FIRST(&incoming); in; in = next) {
 		next = TAILQ_NEXT(in, entry);
@@ -327,7 +315,7 @@ static void
 deliver_closed(struct channel *chan, int malformed)
 {
 	if (malformed)
-		report_bad_peer(chan);
+		proc_report_bad_peer(master_chan, chan);
 	scheduler_worker_lost(chan);
 	channel_free(chan);
 }
@@ -377,22 +365,19 @@ add_peer(enum proc_kind kind, int slot, int fd)
 static void
 queue_master_dispatch(struct channel *chan, struct imsg *imsg)
 {
-	struct mreader	 r;
 	struct mbuf	 m;
-	uint32_t	 kind, slot;
+	enum proc_kind	 kind;
+	int		 slot;
 	char		 text[64];
 
+	if (proc_master_common(chan, imsg))
+		return;
 	switch (imsg->hdr.type) {
 	case IMSG_PEER_CONNECT:
-		m_reader(&r, imsg);
-		kind = m_get_u32(&r);
-		slot = m_get_u32(&r);
-		if (m_end(&r) == -1 ||
-		    (kind != PROC_SMTP && kind != PROC_DELIVER)) {
-			channel_malformed(chan, imsg);
+		if (proc_peer_connect(chan, imsg, P(PROC_SMTP) | P(PROC_DELIVER),
+		    &kind, &slot) == -1)
 			return;
-		}
-		add_peer(kind, (int)slot, imsg->fd);
+		add_peer(kind, slot, imsg->fd);
 		imsg->fd = -1;
 		break;
 	case IMSG_SHUTDOWN:
@@ -400,17 +385,6 @@ queue_master_dispatch(struct channel *chan, struct imsg *imsg)
 		scheduler_stop();
 		if (TAILQ_EMPTY(&pending))
 			exit(0);
-		break;
-	case IMSG_STATS_REQ:
-		m_init(&m);
-		stat_marshal(&m);
-		channel_send_m(chan, IMSG_STATS_REP, imsg->hdr.peerid, -1, &m);
-		m_free(&m);
-		break;
-	case IMSG_LOG_VERBOSE:
-		m_reader(&r, imsg);
-		log_setverbose((int)m_get_u32(&r));
-		log_settrace((int)m_get_u32(&r));
 		break;
 	case IMSG_CTL_SHOW_QUEUE:
 		scheduler_show_queue(chan, imsg->hdr.peerid);

@@ -313,20 +313,6 @@ peer_dispatch(struct channel *chan, struct imsg *imsg)
 	}
 }
 
-static void
-report_bad_peer(struct channel *chan)
-{
-	struct mbuf	 m;
-
-	if (master_chan == NULL)
-		return;
-	m_init(&m);
-	m_add_u32(&m, chan->peer);
-	m_add_u32(&m, (uint32_t)chan->slot);
-	channel_send_m(master_chan, IMSG_BAD_PEER, 0, -1, &m);
-	m_free(&m);
-}
-
 /* Sessions waiting on a vanished peer get a temporary failure. */
 static void
 fail_waiting_sessions(enum proc_kind kind)
@@ -343,7 +329,7 @@ peer_closed(struct channel *chan, int malformed)
 	int	 i, current = 0;
 
 	if (malformed)
-		report_bad_peer(chan);
+		proc_report_bad_peer(master_chan, chan);
 	if (chan == policy_chan) {
 		policy_chan = NULL;
 		current = 1;
@@ -479,21 +465,17 @@ listeners_stop(void)
 static void
 master_dispatch_smtp(struct channel *chan, struct imsg *imsg)
 {
-	struct mreader	 r;
-	struct mbuf	 m;
-	uint32_t	 kind, slot;
+	enum proc_kind	 kind;
+	int		 slot;
 
+	if (proc_master_common(chan, imsg))
+		return;
 	switch (imsg->hdr.type) {
 	case IMSG_PEER_CONNECT:
-		m_reader(&r, imsg);
-		kind = m_get_u32(&r);
-		slot = m_get_u32(&r);
-		if (m_end(&r) == -1 ||
-		    (kind != PROC_POLICY && kind != PROC_QUEUE)) {
-			channel_malformed(chan, imsg);
+		if (proc_peer_connect(chan, imsg, P(PROC_POLICY) | P(PROC_QUEUE),
+		    &kind, &slot) == -1)
 			return;
-		}
-		add_peer(kind, (int)slot, imsg->fd);
+		add_peer(kind, slot, imsg->fd);
 		imsg->fd = -1;
 		break;
 	case IMSG_SHUTDOWN:
@@ -502,17 +484,6 @@ master_dispatch_smtp(struct channel *chan, struct imsg *imsg)
 		listeners_stop();
 		log_info("shutting down: %d sessions left", nsessions);
 		maybe_exit();
-		break;
-	case IMSG_STATS_REQ:
-		m_init(&m);
-		stat_marshal(&m);
-		channel_send_m(chan, IMSG_STATS_REP, imsg->hdr.peerid, -1, &m);
-		m_free(&m);
-		break;
-	case IMSG_LOG_VERBOSE:
-		m_reader(&r, imsg);
-		log_setverbose((int)m_get_u32(&r));
-		log_settrace((int)m_get_u32(&r));
 		break;
 	default:
 		channel_malformed(chan, imsg);

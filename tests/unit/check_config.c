@@ -573,6 +573,9 @@ START_TEST(test_error_syntax)
 	expect_error("hostname a b\n", 1, "syntax error: unexpected \"b\", "
 	    "expecting end of line");
 	expect_error("table t { a, b\nhostname x\n", 2, "syntax error*");
+	/* Recovery after a broken table, then more statements. */
+	expect_error("table t { a, b\nhostname x\ntable u { c }\n"
+	    "table t { d }\nsandbox maybe\n", 5, "syntax error*");
 	expect_error("table t { a\n", 1, "syntax error: unexpected end of "
 	    "file*");
 	expect_error("match from local for local\n", 1, "syntax error*");
