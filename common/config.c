@@ -1,10 +1,5 @@
 #include "autoconf.h"
 
-#include <sys/socket.h>
-#include <sys/stat.h>
-
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -48,6 +43,7 @@ config_defaults(struct config *conf)
 	conf->retry_max = 60 * 60;
 	conf->max_message_size = 35 * 1024 * 1024;
 	conf->max_rcpt = 1000;
+	conf->smtp_timeout = 300;	/* RFC 5321 4.5.3.2 */
 	conf->sandbox = 1;
 	TAILQ_INIT(&conf->listeners);
 	TAILQ_INIT(&conf->tables);

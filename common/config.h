@@ -77,6 +77,7 @@ struct config {
 	time_t			 retry_max;	/* backoff ceiling */
 	size_t			 max_message_size;
 	int			 max_rcpt;	/* recipients per message */
+	time_t			 smtp_timeout;	/* idle / command timeout */
 	int			 sandbox;	/* 0: no seccomp (debugging) */
 
 	TAILQ_HEAD(, listener)	 listeners;

@@ -9,7 +9,6 @@
 #include "autoconf.h"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -66,7 +65,7 @@ static struct parser {
 	int		 word_first;	/* it was the first on its line */
 
 	/* errors */
-	char		**errv;		/* NULL entries: a ref to word later */
+	char		**errv;		/* "file:line: what", in file order */
 	size_t		 errn;
 	int		 nerrors;
 	struct ref	*refs;
@@ -74,10 +73,10 @@ static struct parser {
 
 	/* the statement being built */
 	struct table	*tbl;		/* inline or file table */
-	int		 tbl_bad;	/* a duplicate name: dropped at the end */
+	int		 tbl_bad;	/* bad or taken name: dropped at the end */
 	int		 tbl_kind;	/* 0 none yet, 1 list, 2 key = value */
 	struct match	 m;
-	int		 m_from, m_for;	/* lines of the from/for parts seen */
+	int		 m_from, m_for;	/* the from/for part was seen */
 	int		 anon;		/* counter for anonymous tables */
 } p;
 
@@ -89,6 +88,7 @@ static void	 errv_push(char *);
 static void	 lex_reset(void);
 static void	 stmt_abort(void);
 static int	 parse_uint(const char *, long long, long long, long long *);
+static int	 parse_duration(const char *, long long *);
 static int	 parse_scaled(const char *, const char *, long long,
 		    long long, long long *);
 static int	 parse_count(int, const char *, const char *, long long,
@@ -146,7 +146,7 @@ static void	 yyerror(YYLTYPE *, const char *);
 %token OFF "off" ON "on" PATH "path" PIDFILE "pidfile" POLICY "policy"
 %token PORT "port" QUEUE "queue" RCPT "rcpt" RECIPIENTS "recipients"
 %token REJECT "reject" RETRY "retry" SANDBOX "sandbox" SMTP "smtp"
-%token SOCKET "socket" SRC "src" TABLE "table" USER "user"
+%token SOCKET "socket" SRC "src" TABLE "table" TIMEOUT "timeout" USER "user"
 %token WORKERS "workers"
 %token ERROR "invalid token"
 %token <string> STRING "string"
@@ -248,6 +248,18 @@ statement	: HOSTNAME STRING		{ set_hostname(@2.first_line, $2); }
 			if (parse_count(@3.first_line, "limit recipients", $3,
 			    1, 100000, &n) == 0)
 				p.conf->max_rcpt = (int)n;
+			free($3);
+		}
+		| LIMIT TIMEOUT STRING		{
+			long long	n;
+
+			if (parse_duration($3, &n) == -1 || n < 1 ||
+			    n > 3600)
+				cfg_error(@3.first_line, "bad duration \"%s\" "
+				    "for timeout: 1s to 1h, a number of "
+				    "seconds or with s, m or h", $3);
+			else
+				p.conf->smtp_timeout = (time_t)n;
 			free($3);
 		}
 		| SANDBOX ON			{ p.conf->sandbox = 1; }
@@ -441,6 +453,7 @@ static const struct keyword keywords[] = {
 	{ "socket",		SOCKET },
 	{ "src",		SRC },
 	{ "table",		TABLE },
+	{ "timeout",		TIMEOUT },
 	{ "user",		USER },
 	{ "workers",		WORKERS },
 };

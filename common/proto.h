@@ -50,9 +50,12 @@ enum imsg_type {
 	/* smtp-worker <-> queue; peerid = session id */
 	IMSG_QUEUE_CREATE,	/* empty */
 	IMSG_QUEUE_CREATE_RES,	/* u32 ok, str msgid; fd (O_WRONLY) when ok */
+	IMSG_QUEUE_RCPTS,	/* str msgid, u32 n, n x dlv: deliveries of a
+				   message, in as many frames as needed, before
+				   its COMMIT */
 	IMSG_QUEUE_COMMIT,	/* str msgid, u64 size, str sender, str helo,
 				   str client_addr, str client_name, str auth_user,
-				   str proto, u32 n, n x dlv */
+				   str proto, u32 n (total deliveries sent) */
 	IMSG_QUEUE_COMMIT_RES,	/* u32 ok, str msgid, str text */
 	IMSG_QUEUE_ABORT,	/* str msgid */
 

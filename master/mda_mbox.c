@@ -27,17 +27,13 @@
  */
 #include "autoconf.h"
 
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,17 +42,18 @@
 
 #include "log.h"
 #include "mda.h"
+#include "mda_child.h"
+#include "mda_write.h"
 
 /*
  * How long to wait for the dotlock and then for the fcntl lock before giving
  * up with a temporary failure.  Not static only so that the unit tests can
- * shorten it (tests/unit/check_mda.c declares it); nothing else sets it.
+ * shorten it (mda.h declares it for them); nothing else sets it.
  */
 unsigned int	mda_mbox_lock_wait_ms = 10000;
 
 #define MBOX_LOCK_POLL_MS	100
 #define MBOX_LOCK_STALE_SECS	300	/* an older dotlock is removed */
-#define MBOX_IOBUF		65536
 #define MBOX_LOCK_SUFFIX	".lock"
 
 struct mbox_job {
@@ -70,61 +67,20 @@ struct mbox_job {
 	ino_t		 ino;
 };
 
-struct mbox_out {
-	int		 fd;
-	int		 err;		/* errno of the first failed write */
-	int		 last;		/* last byte written */
-	size_t		 len;
-	char		 buf[MBOX_IOBUF];
-};
-
-/* Line-start state for the CRLF -> LF and ^>*From quoting filter. */
+/* Line-start state for the ^>*From quoting filter. */
 struct mbox_filter {
-	int		 cr;		/* a CR waits to see if LF follows */
 	int		 bol;		/* at the beginning of a line */
 	size_t		 gt;		/* '>' seen at the start of the line */
 	size_t		 match;		/* bytes of "From " matched next */
 };
 
-struct mbox_result {
-	int		 status;
-	char		 err[TEXT_MAX];
-};
-
 static const char	 from_[] = "From ";
 
-static int
-mbox_fail(int status, char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int
-mbox_fail(int status, char *err, size_t errsz, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errsz, fmt, ap);
-	va_end(ap);
-	return status;
-}
-
-/* RFC 3463 codes for an I/O error on the mailbox: all temporary. */
 static int
 mbox_io_fail(int errnum, const char *what, const char *path, char *err,
     size_t errsz)
 {
-	switch (errnum) {
-	case EDQUOT:
-	case EFBIG:
-		return mbox_fail(DLV_TEMPFAIL, err, errsz,
-		    "4.2.2 mailbox %s is full: %s", path, strerror(errnum));
-	case ENOSPC:
-		return mbox_fail(DLV_TEMPFAIL, err, errsz,
-		    "4.3.1 mail system full: %s: %s", path, strerror(errnum));
-	default:
-		return mbox_fail(DLV_TEMPFAIL, err, errsz,
-		    "4.3.0 %s %s: %s", what, path, strerror(errnum));
-	}
+	return mda_io_fail(errnum, "mailbox", what, path, err, errsz);
 }
 
 static const char *
@@ -242,7 +198,7 @@ mbox_open_dir(struct mbox_job *job, int *dirfd, char *err, size_t errsz)
 	if (fstat(fd, &fst) == -1 || lstat(rdir, &lst) == -1 ||
 	    fst.st_dev != lst.st_dev || fst.st_ino != lst.st_ino) {
 		close(fd);
-		return mbox_fail(DLV_TEMPFAIL, err, errsz,
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.0 mailbox directory %s changed while opening it",
 		    rdir);
 	}
@@ -290,7 +246,7 @@ mbox_dotlock(int dirfd, const struct mbox_job *job, char *err, size_t errsz)
 			    MBOX_LOCK_SUFFIX);
 		}
 		if (mbox_elapsed_ms(&start) >= mda_mbox_lock_wait_ms)
-			return mbox_fail(DLV_TEMPFAIL, err, errsz,
+			return mda_fail(DLV_TEMPFAIL, err, errsz,
 			    "4.2.0 mailbox %s is locked", path);
 		mbox_sleep_ms(MBOX_LOCK_POLL_MS);
 	}
@@ -313,17 +269,17 @@ mbox_check(const struct stat *st, const struct mbox_job *job, char *err,
 	char		 ubuf[32];
 
 	if (S_ISLNK(st->st_mode))
-		return mbox_fail(DLV_PERMFAIL, err, errsz,
+		return mda_fail(DLV_PERMFAIL, err, errsz,
 		    "5.2.0 mailbox %s is a symlink", path);
 	if (!S_ISREG(st->st_mode))
-		return mbox_fail(DLV_PERMFAIL, err, errsz,
+		return mda_fail(DLV_PERMFAIL, err, errsz,
 		    "5.2.0 mailbox %s is not a regular file", path);
 	if (st->st_nlink != 1)
-		return mbox_fail(DLV_PERMFAIL, err, errsz,
+		return mda_fail(DLV_PERMFAIL, err, errsz,
 		    "5.2.0 mailbox %s has %lu links", path,
 		    (unsigned long)st->st_nlink);
 	if (st->st_uid != job->req->uid)
-		return mbox_fail(DLV_PERMFAIL, err, errsz,
+		return mda_fail(DLV_PERMFAIL, err, errsz,
 		    "5.2.0 mailbox %s is not owned by %s", path,
 		    mbox_user(job->req, ubuf, sizeof(ubuf)));
 	return DLV_OK;
@@ -383,90 +339,31 @@ mbox_prepare(int dirfd, const struct mbox_job *job, int as_root,
 			    path, err, errsz);
 		log_info("mbox: created mailbox %s", path);
 	}
-	return mbox_fail(DLV_TEMPFAIL, err, errsz,
+	return mda_fail(DLV_TEMPFAIL, err, errsz,
 	    "4.2.0 mailbox %s keeps changing", path);
 }
 
-/* ---- output: buffered writes, CRLF -> LF, mboxrd quoting ---- */
-
-static void
-out_flush(struct mbox_out *o)
-{
-	size_t	 off = 0;
-	ssize_t	 n;
-
-	while (o->err == 0 && off < o->len) {
-		n = write(o->fd, o->buf + off, o->len - off);
-		if (n == -1) {
-			if (errno != EINTR)
-				o->err = errno;
-			continue;
-		}
-		off += (size_t)n;
-	}
-	o->len = 0;
-}
-
-static void
-out_putc(struct mbox_out *o, int c)
-{
-	if (o->len == sizeof(o->buf))
-		out_flush(o);
-	o->buf[o->len++] = (char)c;
-	o->last = c;
-}
-
-static void
-out_put(struct mbox_out *o, const char *s, size_t len)
-{
-	while (len-- > 0)
-		out_putc(o, (unsigned char)*s++);
-}
-
-static void
-out_puts(struct mbox_out *o, const char *s)
-{
-	out_put(o, s, strlen(s));
-}
-
-/* Copies an envelope address for a header: no controls, no line breaks. */
-static void
-out_addr(struct mbox_out *o, const char *s, int nospace)
-{
-	unsigned char	 c;
-
-	for (; (c = (unsigned char)*s) != '\0'; s++) {
-		if (c < 0x20 || c == 0x7f || (nospace && c == ' '))
-			c = '_';
-		out_putc(o, c);
-	}
-}
+/* ---- output: mboxrd quoting (mda_write.c turns CRLF into LF) ---- */
 
 /* The line head held back was not "From " after all: write it as it was. */
 static void
-filter_release(struct mbox_filter *f, struct mbox_out *o)
+filter_release(struct mbox_filter *f, struct mda_out *o)
 {
 	size_t	 i;
 
 	for (i = 0; i < f->gt; i++)
-		out_putc(o, '>');
-	out_put(o, from_, f->match);
+		mda_out_putc(o, '>');
+	mda_out_put(o, from_, f->match);
 	f->gt = f->match = 0;
 	f->bol = 0;
 }
 
+/* Each byte of the message, line ends already LF. */
 static void
-filter_byte(struct mbox_filter *f, struct mbox_out *o, int c)
+filter_byte(void *arg, struct mda_out *o, int c)
 {
-	if (f->cr) {
-		f->cr = 0;
-		if (c == '\n') {
-			out_putc(o, '\n');
-			f->bol = 1;
-			return;
-		}
-		out_putc(o, '\r');
-	}
+	struct mbox_filter	*f = arg;
+
 	if (f->bol) {
 		if (c == '>' && f->match == 0) {
 			f->gt++;
@@ -474,32 +371,26 @@ filter_byte(struct mbox_filter *f, struct mbox_out *o, int c)
 		}
 		if (c == from_[f->match]) {
 			if (++f->match == sizeof(from_) - 1) {
-				out_putc(o, '>');
+				mda_out_putc(o, '>');
 				filter_release(f, o);
 			}
 			return;
 		}
 		filter_release(f, o);
 	}
-	if (c == '\r') {
-		f->cr = 1;
-		return;
-	}
-	out_putc(o, c);
+	mda_out_putc(o, c);
 	if (c == '\n')
 		f->bol = 1;
 }
 
 static void
-filter_end(struct mbox_filter *f, struct mbox_out *o)
+filter_end(struct mbox_filter *f, struct mda_out *o)
 {
-	if (f->cr)
-		out_putc(o, '\r');
 	if (f->bol && (f->gt || f->match))
 		filter_release(f, o);
 	if (o->last != '\n')
-		out_putc(o, '\n');
-	out_putc(o, '\n');
+		mda_out_putc(o, '\n');
+	mda_out_putc(o, '\n');
 }
 
 /* asctime format, as in every From_ line: "Mon Nov 23 14:44:52 2026". */
@@ -527,13 +418,11 @@ mbox_date(char *buf, size_t bufsz)
 static int
 mbox_write(int fd, const struct mda_request *req, char *err, size_t errsz)
 {
-	struct mbox_out		*o;
+	struct mda_out		*o;
 	struct mbox_filter	 f = { .bol = 1 };
 	struct stat		 st;
-	char			 date[64], rbuf[MBOX_IOBUF];
-	off_t			 off = 0;
-	ssize_t			 n;
-	int			 rerr = 0, status = DLV_OK;
+	char			 date[64];
+	int			 rerr, status = DLV_OK;
 
 	if (fstat(fd, &st) == -1)
 		return mbox_io_fail(errno, "cannot stat mailbox", req->path,
@@ -545,37 +434,22 @@ mbox_write(int fd, const struct mda_request *req, char *err, size_t errsz)
 	o->fd = fd;
 
 	mbox_date(date, sizeof(date));
-	out_puts(o, "From ");
-	out_addr(o, req->sender[0] ? req->sender : "MAILER-DAEMON", 1);
-	out_putc(o, ' ');
-	out_puts(o, date);
-	out_puts(o, "\nReturn-Path: <");
-	out_addr(o, req->sender, 0);
-	out_puts(o, ">\nDelivered-To: ");
-	out_addr(o, req->dlv.rcpt, 0);
-	out_putc(o, '\n');
+	mda_out_puts(o, "From ");
+	mda_out_addr(o, req->sender[0] ? req->sender : "MAILER-DAEMON", 1);
+	mda_out_putc(o, ' ');
+	mda_out_puts(o, date);
+	mda_out_puts(o, "\nReturn-Path: <");
+	mda_out_addr(o, req->sender, 0);
+	mda_out_puts(o, ">\nDelivered-To: ");
+	mda_out_addr(o, req->dlv.rcpt, 0);
+	mda_out_putc(o, '\n');
 
-	/* pread from 0: the fd's offset is shared with other processes. */
-	while (o->err == 0) {
-		n = pread(req->msgfd, rbuf, sizeof(rbuf), off);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			rerr = errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		off += n;
-		for (ssize_t i = 0; i < n; i++)
-			filter_byte(&f, o, (unsigned char)rbuf[i]);
-	}
-	if (rerr == 0) {
+	if ((rerr = mda_out_message(o, req->msgfd, filter_byte, &f)) == 0) {
 		filter_end(&f, o);
-		out_flush(o);
+		mda_out_flush(o);
 	}
 	if (rerr != 0)
-		status = mbox_fail(DLV_TEMPFAIL, err, errsz,
+		status = mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.0 cannot read message: %s", strerror(rerr));
 	else if (o->err != 0)
 		status = mbox_io_fail(o->err, "cannot write mailbox",
@@ -617,7 +491,7 @@ mbox_fcntl_lock(int fd, const char *path, char *err, size_t errsz)
 			return mbox_io_fail(errno, "cannot lock mailbox", path,
 			    err, errsz);
 		if (mbox_elapsed_ms(&start) >= mda_mbox_lock_wait_ms)
-			return mbox_fail(DLV_TEMPFAIL, err, errsz,
+			return mda_fail(DLV_TEMPFAIL, err, errsz,
 			    "4.2.0 mailbox %s is locked", path);
 		mbox_sleep_ms(MBOX_LOCK_POLL_MS);
 	}
@@ -640,16 +514,16 @@ mbox_append(int dirfd, const struct mbox_job *job, dev_t dev, ino_t ino,
 	    O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd == -1) {
 		if (errno == ELOOP)
-			return mbox_fail(DLV_PERMFAIL, err, errsz,
+			return mda_fail(DLV_PERMFAIL, err, errsz,
 			    "5.2.0 mailbox %s is a symlink", path);
-		return mbox_fail(DLV_TEMPFAIL, err, errsz,
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.2.0 cannot open mailbox %s: %s", path, strerror(errno));
 	}
 	if (fstat(fd, &st) == -1) {
 		status = mbox_io_fail(errno, "cannot stat mailbox", path, err,
 		    errsz);
 	} else if (st.st_dev != dev || st.st_ino != ino) {
-		status = mbox_fail(DLV_TEMPFAIL, err, errsz,
+		status = mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.2.0 mailbox %s changed during delivery", path);
 	} else if ((status = mbox_check(&st, job, err, errsz)) != DLV_OK) {
 		/* status set */
@@ -668,8 +542,10 @@ mbox_append(int dirfd, const struct mbox_job *job, dev_t dev, ino_t ino,
 
 /* In the child, as the user: the whole delivery or only its user part. */
 static int
-mbox_deliver_as_user(struct mbox_job *job, char *err, size_t errsz)
+mbox_deliver_as_user(const struct mda_request *req, void *arg, char *err,
+    size_t errsz)
 {
+	struct mbox_job	*job = arg;
 	struct stat	 st;
 	int		 dirfd, status;
 
@@ -691,183 +567,12 @@ mbox_deliver_as_user(struct mbox_job *job, char *err, size_t errsz)
 	return status;
 }
 
-/* ---- the unprivileged child ---- */
-
-static int
-drop_to_user(uid_t uid, gid_t gid)
-{
-	uid_t	 ru, eu, su;
-	gid_t	 rg, eg, sg;
-
-	if (setgroups(0, NULL) == -1 || setresgid(gid, gid, gid) == -1 ||
-	    setresuid(uid, uid, uid) == -1)
-		return -1;
-	if (getresuid(&ru, &eu, &su) == -1 || getresgid(&rg, &eg, &sg) == -1 ||
-	    ru != uid || eu != uid || su != uid ||
-	    rg != gid || eg != gid || sg != gid) {
-		errno = EPERM;
-		return -1;
-	}
-	if (uid != 0 && setuid(0) != -1) {
-		errno = EPERM;
-		return -1;
-	}
-	/* Not ptrace-able or readable through /proc by the user. */
-	if (prctl(PR_SET_DUMPABLE, 0) == -1)
-		return -1;
-	return 0;
-}
-
-/* The child keeps stdio, the message, the trusted dir and its result pipe. */
-static void
-close_other_fds(const int *keep, size_t nkeep)
-{
-	int		 sorted[4], lo = 3, t;
-	size_t		 i, j, n = 0;
-
-	for (i = 0; i < nkeep && n < 4; i++)
-		if (keep[i] >= 3)
-			sorted[n++] = keep[i];
-	for (i = 1; i < n; i++)
-		for (j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
-			t = sorted[j];
-			sorted[j] = sorted[j - 1];
-			sorted[j - 1] = t;
-		}
-	for (i = 0; i < n; i++) {
-		if (sorted[i] > lo)
-			(void)close_range((unsigned)lo,
-			    (unsigned)sorted[i] - 1, 0);
-		if (sorted[i] >= lo)
-			lo = sorted[i] + 1;
-	}
-	(void)close_range((unsigned)lo, ~0U, 0);
-}
-
-static void
-child_signals(void)
-{
-	struct sigaction	 sa;
-	sigset_t		 all;
-	int			 sig;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	/* The master's handlers mean nothing here; uncatchable ones fail. */
-	for (sig = 1; sig < NSIG; sig++) {
-		sa.sa_handler = (sig == SIGPIPE || sig == SIGXFSZ) ?
-		    SIG_IGN : SIG_DFL;
-		(void)sigaction(sig, &sa, NULL);
-	}
-	sigemptyset(&all);
-	(void)sigprocmask(SIG_SETMASK, &all, NULL);
-}
-
-static void __attribute__((noreturn))
-mbox_child(struct mbox_job *job, int resfd, pid_t parent)
-{
-	struct mbox_result	 res;
-	int			 keep[3];
-	size_t			 off = 0;
-	ssize_t			 n;
-
-	memset(&res, 0, sizeof(res));
-	keep[0] = job->req->msgfd;
-	keep[1] = job->dirfd;
-	keep[2] = resfd;
-	child_signals();
-	close_other_fds(keep, 3);
-	umask(077);
-	if (drop_to_user(job->req->uid, job->req->gid) == -1) {
-		res.status = mbox_fail(DLV_TEMPFAIL, res.err, sizeof(res.err),
-		    "4.3.0 cannot switch to uid %lu: %s",
-		    (unsigned long)job->req->uid, strerror(errno));
-	} else if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
-	    getppid() != parent) {
-		/* The helper is gone (killed on timeout): so are we. */
-		_exit(1);
-	} else
-		res.status = mbox_deliver_as_user(job, res.err,
-		    sizeof(res.err));
-	while (off < sizeof(res)) {
-		n = write(resfd, (char *)&res + off, sizeof(res) - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1);
-		off += (size_t)n;
-	}
-	_exit(0);
-}
-
 /* Runs the user's part in a child and returns its status and reason. */
 static int
 mbox_run_child(struct mbox_job *job, char *err, size_t errsz)
 {
-	struct mbox_result	 res;
-	struct sigaction	 sa, osa;
-	size_t			 got = 0;
-	ssize_t			 n;
-	pid_t			 pid, parent = getpid();
-	int			 p[2], wstatus = 0, reaped = 0;
-
-	if (pipe2(p, O_CLOEXEC) == -1)
-		return mbox_io_fail(errno, "cannot make a pipe for",
-		    job->req->path, err, errsz);
-	/* waitpid needs SIGCHLD not ignored. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGCHLD, &sa, &osa) == -1) {
-		close(p[0]);
-		close(p[1]);
-		return mbox_io_fail(errno, "cannot reset SIGCHLD for",
-		    job->req->path, err, errsz);
-	}
-	if ((pid = fork()) == -1) {
-		int	 saved = errno;
-
-		close(p[0]);
-		close(p[1]);
-		(void)sigaction(SIGCHLD, &osa, NULL);
-		return mbox_io_fail(saved, "cannot fork to deliver to",
-		    job->req->path, err, errsz);
-	}
-	if (pid == 0) {
-		close(p[0]);
-		mbox_child(job, p[1], parent);
-	}
-	close(p[1]);
-	memset(&res, 0, sizeof(res));
-	while (got < sizeof(res)) {
-		n = read(p[0], (char *)&res + got, sizeof(res) - got);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(p[0]);
-	while (!reaped) {
-		if (waitpid(pid, &wstatus, 0) == pid)
-			reaped = 1;
-		else if (errno != EINTR)
-			break;
-	}
-	(void)sigaction(SIGCHLD, &osa, NULL);
-	if (got != sizeof(res) || !reaped || !WIFEXITED(wstatus) ||
-	    WEXITSTATUS(wstatus) != 0 || (res.status != DLV_OK &&
-	    res.status != DLV_TEMPFAIL && res.status != DLV_PERMFAIL)) {
-		if (reaped && WIFSIGNALED(wstatus))
-			return mbox_fail(DLV_TEMPFAIL, err, errsz,
-			    "4.3.0 delivery to %s killed by signal %d",
-			    job->req->path, WTERMSIG(wstatus));
-		return mbox_fail(DLV_TEMPFAIL, err, errsz,
-		    "4.3.0 delivery to %s failed", job->req->path);
-	}
-	res.err[sizeof(res.err) - 1] = '\0';
-	strlcpy(err, res.err, errsz);
-	return res.status;
+	return mda_child_run(job->req, job->dirfd, mbox_deliver_as_user, job,
+	    err, errsz);
 }
 
 int
@@ -883,10 +588,10 @@ mda_mbox(const struct mda_request *req, char *err, size_t errsz)
 	job.req = req;
 	job.dirfd = -1;
 	if (mbox_split(req->path, &job) == -1)
-		return mbox_fail(DLV_TEMPFAIL, err, errsz,
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.5 bad mailbox path \"%s\"", req->path);
 	if (req->uid == (uid_t)-1 || req->gid == (gid_t)-1)
-		return mbox_fail(DLV_TEMPFAIL, err, errsz,
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.5 no account for mailbox %s", req->path);
 	if ((status = mbox_open_dir(&job, &job.dirfd, err, errsz)) != DLV_OK)
 		return status;

@@ -34,6 +34,8 @@ struct incoming {
 	TAILQ_ENTRY(incoming)	 entry;
 	char			 msgid[MSGID_SIZE];
 	struct channel		*chan;
+	struct qmsg		*msg;		/* deliveries so far (RCPTS) */
+	int			 failed;	/* too many deliveries */
 };
 
 /* A commit staged, waiting for the group sync. */
@@ -75,6 +77,8 @@ incoming_drop(struct incoming *in, int abort_file)
 		log_warn("%s: cannot remove incoming file", in->msgid);
 	TAILQ_REMOVE(&incoming, in, entry);
 	nincoming--;
+	if (in->msg)
+		qmsg_free(in->msg);
 	free(in);
 }
 
@@ -136,19 +140,64 @@ reply_commit(struct channel *chan, uint32_t session, int ok,
 	m_free(&m);
 }
 
-/* Reads the COMMIT payload into a new qmsg; NULL if it is malformed. */
-static struct qmsg *
-commit_parse(struct imsg *imsg)
+/* The incoming message `msgid` of this worker, or NULL (then malformed). */
+static struct incoming *
+incoming_of(struct channel *chan, const char *msgid)
+{
+	struct incoming	*in;
+
+	if ((in = incoming_find(msgid)) == NULL || in->chan != chan) {
+		log_warnx("message %s is not being received by smtp-worker #%d",
+		    msgid, chan->slot);
+		return NULL;
+	}
+	return in;
+}
+
+/* Deliveries of a message arrive ahead of its commit. */
+static void
+queue_rcpts(struct channel *chan, struct imsg *imsg)
 {
 	struct mreader	 r;
-	struct qmsg	*m;
+	struct incoming	*in;
 	struct dlv	 dlv;
+	char		 msgid[MSGID_SIZE];
 	uint32_t	 n, i;
 
-	if ((m = qmsg_new()) == NULL)
-		return NULL;
 	m_reader(&r, imsg);
-	m_get_str(&r, m->msgid, sizeof(m->msgid));
+	m_get_str(&r, msgid, sizeof(msgid));
+	n = m_get_u32(&r);
+	if (r.err || n == 0 || (in = incoming_of(chan, msgid)) == NULL) {
+		channel_malformed(chan, imsg);
+		return;
+	}
+	if (in->msg == NULL && (in->msg = qmsg_new()) == NULL)
+		in->failed = 1;
+	for (i = 0; i < n && !r.err; i++) {
+		dlv_get(&r, &dlv);
+		if (!r.err && !in->failed && qmsg_add_rcpt(in->msg, &dlv) == -1)
+			in->failed = 1;
+	}
+	if (m_end(&r) == -1)
+		channel_malformed(chan, imsg);
+}
+
+/* Reads the COMMIT payload into the incoming qmsg; -1 if malformed. */
+static int
+commit_parse(struct imsg *imsg, struct channel *chan, struct incoming **inp)
+{
+	struct mreader	 r;
+	struct incoming	*in;
+	struct qmsg	*m;
+	char		 msgid[MSGID_SIZE];
+	uint32_t	 n;
+
+	m_reader(&r, imsg);
+	m_get_str(&r, msgid, sizeof(msgid));
+	if (r.err || (in = incoming_of(chan, msgid)) == NULL || in->msg == NULL)
+		return -1;
+	m = in->msg;
+	strlcpy(m->msgid, msgid, sizeof(m->msgid));
 	m->size = m_get_u64(&r);
 	m_get_str(&r, m->sender, sizeof(m->sender));
 	m_get_str(&r, m->helo, sizeof(m->helo));
@@ -157,21 +206,11 @@ commit_parse(struct imsg *imsg)
 	m_get_str(&r, m->auth_user, sizeof(m->auth_user));
 	m_get_str(&r, m->proto, sizeof(m->proto));
 	n = m_get_u32(&r);
-	if (r.err || n == 0 || n > IMSG_MAX_PAYLOAD / 24) {
-		qmsg_free(m);
-		return NULL;
-	}
-	for (i = 0; i < n && !r.err; i++) {
-		dlv_get(&r, &dlv);
-		if (!r.err && qmsg_add_rcpt(m, &dlv) == -1)
-			r.err = 1;
-	}
-	if (m_end(&r) == -1 || !msgid_is_valid(m->msgid)) {
-		qmsg_free(m);
-		return NULL;
-	}
+	if (m_end(&r) == -1 || (!in->failed && n != m->nrcpts))
+		return -1;
 	m->created = time(NULL);
-	return m;
+	*inp = in;
+	return 0;
 }
 
 static void
@@ -181,15 +220,17 @@ queue_commit(struct channel *chan, struct imsg *imsg)
 	struct pending	*p;
 	struct qmsg	*m;
 
-	if ((m = commit_parse(imsg)) == NULL) {
+	if (commit_parse(imsg, chan, &in) == -1) {
 		channel_malformed(chan, imsg);
 		return;
 	}
-	if ((in = incoming_find(m->msgid)) == NULL || in->chan != chan) {
-		log_warnx("commit of unknown message %s from smtp-worker #%d",
-		    m->msgid, chan->slot);
+	m = in->msg;
+	in->msg = NULL;
+	if (in->failed) {
+		incoming_drop(in, 1);
+		reply_commit(chan, imsg->hdr.peerid, 0, m->msgid,
+		    "too many recipients");
 		qmsg_free(m);
-		channel_malformed(chan, imsg);
 		return;
 	}
 	incoming_drop(in, 0);
@@ -275,6 +316,9 @@ queue_smtp_dispatch(struct channel *chan, struct imsg *imsg)
 	switch (imsg->hdr.type) {
 	case IMSG_QUEUE_CREATE:
 		queue_create(chan, imsg);
+		break;
+	case IMSG_QUEUE_RCPTS:
+		queue_rcpts(chan, imsg);
 		break;
 	case IMSG_QUEUE_COMMIT:
 		queue_commit(chan, imsg);

@@ -22,6 +22,8 @@
 #define WORKERS_MAX		64
 #define BATCHES_PER_WORKER	64
 #define LOST_RETRY_SECS		5
+/* room left in a DELIVER_BATCH frame for its recipients */
+#define BATCH_PAYLOAD_MAX	(IMSG_MAX_PAYLOAD - 2 * ADDR_MAX - 64)
 
 struct batch {
 	TAILQ_ENTRY(batch)	 entry;
@@ -101,7 +103,7 @@ static int
 dispatch_message(struct qmsg *m, time_t now)
 {
 	struct batch	*b;
-	struct mbuf	 mb;
+	struct mbuf	 mb, rcpts, one;
 	uint32_t	 i, n = 0;
 	int		 w, fd;
 
@@ -127,21 +129,36 @@ dispatch_message(struct qmsg *m, time_t now)
 	b->id = next_batch_id++;
 	b->msg = m;
 	b->worker = workers[w];
+	/*
+	 * As many due recipients as fit one frame; the rest go in the next
+	 * batch of this message, right after this one.
+	 */
+	m_init(&rcpts);
+	for (i = 0, n = 0; i < m->nrcpts; i++) {
+		if (m->rcpts[i].state != RS_PENDING ||
+		    m->rcpts[i].next_try > now)
+			continue;
+		m_init(&one);
+		m_add_u32(&one, i);
+		dlv_add(&one, &m->rcpts[i].dlv);
+		if (one.err || rcpts.len + one.len > BATCH_PAYLOAD_MAX) {
+			m_free(&one);
+			break;
+		}
+		m_add_data(&rcpts, one.data, one.len);
+		m_free(&one);
+		m->rcpts[i].state = RS_INFLIGHT;
+		m->rcpts[i].last_try = now;
+		n++;
+	}
 	m_init(&mb);
 	m_add_str(&mb, m->msgid);
 	m_add_str(&mb, m->sender);
 	m_add_u32(&mb, n);
-	for (i = 0; i < m->nrcpts; i++) {
-		if (m->rcpts[i].state != RS_PENDING ||
-		    m->rcpts[i].next_try > now)
-			continue;
-		m->rcpts[i].state = RS_INFLIGHT;
-		m->rcpts[i].last_try = now;
-		m_add_u32(&mb, i);
-		dlv_add(&mb, &m->rcpts[i].dlv);
-	}
+	m_add_data(&mb, rcpts.data, rcpts.len);
 	channel_send_m(workers[w], IMSG_DELIVER_BATCH, b->id, fd, &mb);
 	m_free(&mb);
+	m_free(&rcpts);
 	m->inflight = 1;
 	worker_load[w]++;
 	TAILQ_INSERT_TAIL(&batches, b, entry);

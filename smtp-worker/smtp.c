@@ -144,13 +144,54 @@ smtp_queue_create(struct smtp_session *s)
 	return 0;
 }
 
+/* Deliveries go ahead of the commit, as many per frame as fit. */
+static int
+send_rcpts(struct smtp_session *s)
+{
+	struct mbuf	 m, one;
+	size_t		 i = 0, n;
+
+	while (i < s->ndlvs) {
+		m_init(&m);
+		for (n = 0; i + n < s->ndlvs; n++) {
+			m_init(&one);
+			dlv_add(&one, &s->dlvs[i + n]);
+			if (one.err || m.len + one.len > IMSG_MAX_PAYLOAD - 64) {
+				m_free(&one);
+				break;
+			}
+			m_add_data(&m, one.data, one.len);
+			m_free(&one);
+		}
+		if (n == 0 || m.err) {
+			m_free(&m);
+			return -1;
+		}
+		{
+			struct mbuf	 frame;
+
+			m_init(&frame);
+			m_add_str(&frame, s->msgid);
+			m_add_u32(&frame, (uint32_t)n);
+			m_add_data(&frame, m.data, m.len);
+			channel_send_m(queue_chan, IMSG_QUEUE_RCPTS, s->id, -1,
+			    &frame);
+			m_free(&frame);
+		}
+		m_free(&m);
+		i += n;
+	}
+	return 0;
+}
+
 int
 smtp_queue_commit(struct smtp_session *s, uint64_t size)
 {
 	struct mbuf	 m;
-	size_t		 i;
 
 	if (queue_chan == NULL || queue_chan->dead)
+		return -1;
+	if (send_rcpts(s) == -1)
 		return -1;
 	m_init(&m);
 	m_add_str(&m, s->msgid);
@@ -162,8 +203,6 @@ smtp_queue_commit(struct smtp_session *s, uint64_t size)
 	m_add_str(&m, "");	/* auth user */
 	m_add_str(&m, s->esmtp ? "ESMTP" : "SMTP");
 	m_add_u32(&m, (uint32_t)s->ndlvs);
-	for (i = 0; i < s->ndlvs; i++)
-		dlv_add(&m, &s->dlvs[i]);
 	if (m.err) {
 		m_free(&m);
 		return -1;

@@ -17,7 +17,8 @@
 
 #define SMTP_LINE_MAX		4096	/* a command line, CRLF included */
 #define SMTP_ERRORS_MAX		10	/* bad commands before 421 */
-#define SMTP_TIMEOUT_SECS	300	/* RFC 5321 4.5.3.2: 5 minutes */
+/* deliveries in one transaction, after alias expansion: bounds memory */
+#define SMTP_DLVS_MAX		10000
 
 enum smtp_state {
 	S_CMD,			/* reading commands */

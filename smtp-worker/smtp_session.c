@@ -111,7 +111,7 @@ smtp_session_new(int fd, struct listener *l, struct sockaddr *sa,
     socklen_t salen)
 {
 	struct smtp_session	*s;
-	struct timeval		 tv = { SMTP_TIMEOUT_SECS, 0 };
+	struct timeval		 tv = { smtp_conf->smtp_timeout, 0 };
 
 	if (!smtp_accepting() || (s = calloc(1, sizeof(*s))) == NULL) {
 		close(fd);
@@ -321,25 +321,49 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 	s->state = S_WAIT_RCPT;
 }
 
+/* The same final recipient reached twice in a message gets one copy. */
+static int
+dlv_seen(const struct smtp_session *s, const struct dlv *d)
+{
+	size_t	 i;
+
+	for (i = 0; i < s->ndlvs; i++)
+		if (s->dlvs[i].kind == d->kind &&
+		    strcmp(s->dlvs[i].rcpt, d->rcpt) == 0 &&
+		    strcmp(s->dlvs[i].user, d->user) == 0 &&
+		    strcmp(s->dlvs[i].action, d->action) == 0)
+			return 1;
+	return 0;
+}
+
 void
 smtp_reply_rcpt(struct smtp_session *s, int code, const char *text,
     struct dlv *dlv, size_t n)
 {
 	struct dlv	*nd;
+	size_t		 i, added = 0;
 
 	s->state = S_CMD;
-	if (code / 100 == 2 && n > 0) {
+	if (code / 100 == 2 && s->ndlvs + n > SMTP_DLVS_MAX) {
+		code = 452;
+		text = "4.5.3 Too many recipients";
+	} else if (code / 100 == 2 && n > 0) {
 		nd = reallocarray(s->dlvs, s->ndlvs + n, sizeof(*nd));
 		if (nd == NULL) {
 			reply(s, "451 4.3.0 Out of memory");
 			session_process(s);
 			return;
 		}
-		memcpy(nd + s->ndlvs, dlv, n * sizeof(*nd));
 		s->dlvs = nd;
-		s->ndlvs += n;
+		for (i = 0; i < n; i++) {
+			if (dlv_seen(s, &dlv[i]))
+				continue;
+			s->dlvs[s->ndlvs++] = dlv[i];
+			added++;
+		}
 		s->nrcpt++;
-		log_info("%08x: to=<%s>, %zu deliveries", s->id, s->rcpt, n);
+		log_info("%08x: to=<%s>, %zu deliveries%s", s->id, s->rcpt,
+		    added, added < n ? " (duplicates dropped)" : "");
 	} else if (code / 100 == 2) {
 		/* Accepted but nothing to deliver: policy must not do that. */
 		code = 451;

@@ -674,23 +674,22 @@ def read_mbox(path):
     for line in data.split(b"\n"):
         if line.startswith(b"From ") and prev_blank:
             if cur_from is not None:
-                msgs.append(_finish(cur_from, cur))
+                msgs.append(_finish(cur_from, cur, 1))
             cur_from, cur = line.decode("utf-8", "replace"), []
         elif cur_from is not None:
             cur.append(_FROMQ.sub(rb"\1", line))
         prev_blank = line == b""
     if cur_from is not None:
-        msgs.append(_finish(cur_from, cur))
+        # the split's empty last item, then the separator
+        msgs.append(_finish(cur_from, cur, 2))
     return msgs
 
 
-def _finish(from_line, lines):
-    # The separator blank line before the next From_ (and the file's last
-    # newline) belong to the mbox, not to the message.
-    if lines and lines[-1] == b"":
-        lines = lines[:-1]
-    if lines and lines[-1] == b"":
-        lines = lines[:-1]
+def _finish(from_line, lines, strip):
+    # The separator blank line after each message belongs to the mbox.
+    for _ in range(strip):
+        if lines and lines[-1] == b"":
+            lines = lines[:-1]
     return MboxMessage(from_line, b"\n".join(lines) + b"\n")
 
 

@@ -191,6 +191,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(conf->retry_max, 3600);
 	ck_assert_uint_eq(conf->max_message_size, 35 * 1024 * 1024);
 	ck_assert_int_eq(conf->max_rcpt, 1000);
+	ck_assert_int_eq((int)conf->smtp_timeout, 300);
 	ck_assert_int_eq(conf->sandbox, 1);
 	ck_assert(TAILQ_EMPTY(&conf->listeners));
 	ck_assert(TAILQ_EMPTY(&conf->tables));
@@ -261,7 +262,8 @@ START_TEST(test_every_directive)
 	    "match for domain example.com from src 192.168.0.0/16 action mb2\n"
 	    "match for any action \"local\"\n"
 	    "match from local for local action \"local\"\n"
-	    "match reject\n", aliases);
+	    "match reject\n"
+	    "limit timeout 2m\n", aliases);
 	write_file("every.conf", text, cpath, sizeof(cpath));
 	conf = config_parse(cpath, NULL, &e);
 	if (conf == NULL)
@@ -309,6 +311,7 @@ START_TEST(test_every_directive)
 	ck_assert_int_eq(conf->workers_deliver, 64);
 	ck_assert_uint_eq(conf->max_message_size, 10 * 1024 * 1024);
 	ck_assert_int_eq(conf->max_rcpt, 50);
+	ck_assert_int_eq((int)conf->smtp_timeout, 120);
 	ck_assert_int_eq(conf->sandbox, 0);
 
 	ck_assert_ptr_nonnull(t = config_table(conf, "aliases"));
@@ -692,6 +695,9 @@ START_TEST(test_error_values)
 	    "bad number \"0\" for workers smtp: from 1 to 64");
 	expect_error("workers deliver 65\n", 1,
 	    "bad number \"65\" for workers deliver: from 1 to 64");
+	expect_error("limit timeout 2h\n", 1,
+	    "bad duration \"2h\" for timeout: 1s to 1h, a number of seconds "
+	    "or with s, m or h");
 	expect_error("limit recipients many\n", 1,
 	    "bad number \"many\" for limit recipients: from 1 to 100000");
 	expect_error("hostname bad..name\n", 1, "bad hostname \"bad..name\"");
