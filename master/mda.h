@@ -32,6 +32,12 @@ struct mda_request {
 int	mda_mbox(const struct mda_request *, char *err, size_t errsz);
 int	mda_maildir(const struct mda_request *, char *err, size_t errsz);
 
+/*
+ * How long mda_mbox() waits for a lock, in ms (10 s).  Exists for the unit
+ * tests, which shorten it; nothing else sets it.
+ */
+extern unsigned int	mda_mbox_lock_wait_ms;
+
 /* master side (mda.c): start a delivery, result reported to deliver-worker. */
 struct config;
 struct channel;

@@ -18,18 +18,13 @@
  */
 #include "autoconf.h"
 
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,54 +33,17 @@
 
 #include "log.h"
 #include "mda.h"
+#include "mda_child.h"
+#include "mda_write.h"
 
-#define MD_IOBUF	65536
 #define MD_HOST_MAX	256
 
-struct md_out {
-	int		 fd;
-	int		 err;		/* errno of the first failed write */
-	size_t		 len;
-	char		 buf[MD_IOBUF];
-};
-
-struct md_result {
-	int		 status;
-	char		 err[TEXT_MAX];
-};
-
-static int
-md_fail(int status, char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int
-md_fail(int status, char *err, size_t errsz, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errsz, fmt, ap);
-	va_end(ap);
-	return status;
-}
-
-/* RFC 3463 codes for an I/O error in the maildir: all temporary. */
+/* An I/O error in the maildir, with its RFC 3463 code. */
 static int
 md_io_fail(int errnum, const char *what, const char *path, char *err,
     size_t errsz)
 {
-	switch (errnum) {
-	case EDQUOT:
-	case EFBIG:
-		return md_fail(DLV_TEMPFAIL, err, errsz,
-		    "4.2.2 maildir %s is full: %s", path, strerror(errnum));
-	case ENOSPC:
-		return md_fail(DLV_TEMPFAIL, err, errsz,
-		    "4.3.1 mail system full: %s: %s", path, strerror(errnum));
-	default:
-		return md_fail(DLV_TEMPFAIL, err, errsz,
-		    "4.3.0 %s %s: %s", what, path, strerror(errnum));
-	}
+	return mda_io_fail(errnum, "maildir", what, path, err, errsz);
 }
 
 /* Makes a new directory entry durable. */
@@ -152,18 +110,18 @@ md_open(const char *path, int *dfd, char *err, size_t errsz)
 			return md_io_fail(errno, "cannot create maildir", path,
 			    err, errsz);
 	} else if (S_ISLNK(st.st_mode))
-		return md_fail(DLV_PERMFAIL, err, errsz,
+		return mda_fail(DLV_PERMFAIL, err, errsz,
 		    "5.2.0 maildir %s is a symlink", path);
 	else if (!S_ISDIR(st.st_mode))
-		return md_fail(DLV_PERMFAIL, err, errsz,
+		return mda_fail(DLV_PERMFAIL, err, errsz,
 		    "5.2.0 maildir %s is not a directory", path);
 	if ((*dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) == -1) {
 		if (errno == ELOOP)
-			return md_fail(DLV_PERMFAIL, err, errsz,
+			return mda_fail(DLV_PERMFAIL, err, errsz,
 			    "5.2.0 maildir %s is a symlink", path);
 		if (errno == ENOTDIR)
-			return md_fail(DLV_PERMFAIL, err, errsz,
+			return mda_fail(DLV_PERMFAIL, err, errsz,
 			    "5.2.0 maildir %s is not a directory", path);
 		return md_io_fail(errno, "cannot open maildir", path, err,
 		    errsz);
@@ -181,15 +139,15 @@ md_subdir(int dfd, const char *path, const char *name, int *fdp,
 	if (mkdirat(dfd, name, 0700) == 0)
 		*created = 1;
 	else if (errno != EEXIST)
-		return md_fail(DLV_TEMPFAIL, err, errsz,
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.0 cannot create %s/%s: %s", path, name,
 		    strerror(errno));
 	if ((fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) == -1) {
 		if (errno == ELOOP || errno == ENOTDIR)
-			return md_fail(DLV_PERMFAIL, err, errsz,
+			return mda_fail(DLV_PERMFAIL, err, errsz,
 			    "5.2.0 %s/%s is not a directory", path, name);
-		return md_fail(DLV_TEMPFAIL, err, errsz,
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.0 cannot open %s/%s: %s", path, name,
 		    strerror(errno));
 	}
@@ -244,103 +202,27 @@ md_unique_name(const struct mda_request *req, char *name, size_t namesz)
 	return 0;
 }
 
-/* ---- output: buffered writes, CRLF -> LF ---- */
-
-static void
-out_flush(struct md_out *o)
-{
-	size_t	 off = 0;
-	ssize_t	 n;
-
-	while (o->err == 0 && off < o->len) {
-		n = write(o->fd, o->buf + off, o->len - off);
-		if (n == -1) {
-			if (errno != EINTR)
-				o->err = errno;
-			continue;
-		}
-		off += (size_t)n;
-	}
-	o->len = 0;
-}
-
-static void
-out_putc(struct md_out *o, int c)
-{
-	if (o->len == sizeof(o->buf))
-		out_flush(o);
-	o->buf[o->len++] = (char)c;
-}
-
-static void
-out_puts(struct md_out *o, const char *s)
-{
-	while (*s != '\0')
-		out_putc(o, (unsigned char)*s++);
-}
-
-/* An envelope address in a header: no controls, no line breaks. */
-static void
-out_addr(struct md_out *o, const char *s)
-{
-	unsigned char	 c;
-
-	for (; (c = (unsigned char)*s) != '\0'; s++)
-		out_putc(o, (c < 0x20 || c == 0x7f) ? '_' : c);
-}
-
 /* Writes the message to fd (in tmp/) and fsyncs it. */
 static int
 md_write(int fd, const struct mda_request *req, const char *tmppath,
     char *err, size_t errsz)
 {
-	struct md_out	*o;
-	char		 rbuf[MD_IOBUF];
-	off_t		 off = 0;
-	ssize_t		 n, i;
-	int		 cr = 0, rerr = 0, status = DLV_OK;
+	struct mda_out	*o;
+	int		 rerr, status = DLV_OK;
 
 	/* In the child only, which exits soon: the buffer is 64 KiB. */
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return md_io_fail(errno, "no memory for", tmppath, err, errsz);
 	o->fd = fd;
-	out_puts(o, "Return-Path: <");
-	out_addr(o, req->sender);
-	out_puts(o, ">\nDelivered-To: ");
-	out_addr(o, req->dlv.rcpt);
-	out_putc(o, '\n');
-	/* pread from 0: the fd's offset is shared with other processes. */
-	while (o->err == 0) {
-		n = pread(req->msgfd, rbuf, sizeof(rbuf), off);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			rerr = errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		off += n;
-		for (i = 0; i < n; i++) {
-			if (cr) {
-				cr = 0;
-				if (rbuf[i] == '\n') {
-					out_putc(o, '\n');
-					continue;
-				}
-				out_putc(o, '\r');
-			}
-			if (rbuf[i] == '\r')
-				cr = 1;
-			else
-				out_putc(o, (unsigned char)rbuf[i]);
-		}
-	}
-	if (cr)
-		out_putc(o, '\r');
-	out_flush(o);
+	mda_out_puts(o, "Return-Path: <");
+	mda_out_addr(o, req->sender, 0);
+	mda_out_puts(o, ">\nDelivered-To: ");
+	mda_out_addr(o, req->dlv.rcpt, 0);
+	mda_out_putc(o, '\n');
+	rerr = mda_out_message(o, req->msgfd, NULL, NULL);
+	mda_out_flush(o);
 	if (rerr != 0)
-		status = md_fail(DLV_TEMPFAIL, err, errsz,
+		status = mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.0 cannot read message: %s", strerror(rerr));
 	else if (o->err != 0)
 		status = md_io_fail(o->err, "cannot write", tmppath, err,
@@ -368,7 +250,7 @@ md_move(int tmpfd, int newfd, const char *name)
 
 /* The whole delivery, in the child, as the user. */
 static int
-md_deliver(const struct mda_request *req, char *err, size_t errsz)
+md_deliver(const struct mda_request *req, void *arg, char *err, size_t errsz)
 {
 	char		 path[PATH_MAX], name[NAME_MAX + 1];
 	char		 tmppath[PATH_MAX + NAME_MAX + 8];	/* for errors */
@@ -379,7 +261,7 @@ md_deliver(const struct mda_request *req, char *err, size_t errsz)
 	/* No trailing '/': lstat would follow a symlink through it. */
 	if (req->path[0] != '/' ||
 	    strlcpy(path, req->path, sizeof(path)) >= sizeof(path))
-		return md_fail(DLV_TEMPFAIL, err, errsz,
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.5 bad maildir path \"%s\"", req->path);
 	for (len = strlen(path); len > 1 && path[len - 1] == '/'; len--)
 		path[len - 1] = '\0';
@@ -439,173 +321,13 @@ done:
 	return status;
 }
 
-/* ---- the unprivileged child ---- */
-
-static int
-drop_to_user(uid_t uid, gid_t gid)
-{
-	uid_t	 ru, eu, su;
-	gid_t	 rg, eg, sg;
-
-	if (setgroups(0, NULL) == -1 || setresgid(gid, gid, gid) == -1 ||
-	    setresuid(uid, uid, uid) == -1)
-		return -1;
-	if (getresuid(&ru, &eu, &su) == -1 || getresgid(&rg, &eg, &sg) == -1 ||
-	    ru != uid || eu != uid || su != uid ||
-	    rg != gid || eg != gid || sg != gid) {
-		errno = EPERM;
-		return -1;
-	}
-	if (uid != 0 && setuid(0) != -1) {
-		errno = EPERM;
-		return -1;
-	}
-	/* Not ptrace-able or readable through /proc by the user. */
-	if (prctl(PR_SET_DUMPABLE, 0) == -1)
-		return -1;
-	return 0;
-}
-
-static void
-child_signals(void)
-{
-	struct sigaction	 sa;
-	sigset_t		 all;
-	int			 sig;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	/* The master's handlers mean nothing here; uncatchable ones fail. */
-	for (sig = 1; sig < NSIG; sig++) {
-		sa.sa_handler = (sig == SIGPIPE || sig == SIGXFSZ) ?
-		    SIG_IGN : SIG_DFL;
-		(void)sigaction(sig, &sa, NULL);
-	}
-	sigemptyset(&all);
-	(void)sigprocmask(SIG_SETMASK, &all, NULL);
-}
-
-/* Keeps stdio, the message and the result pipe. */
-static void
-close_other_fds(int a, int b)
-{
-	int	 lo = a < b ? a : b, hi = a < b ? b : a, from = 3;
-
-	if (lo >= from) {
-		if (lo > from)
-			(void)close_range((unsigned)from, (unsigned)lo - 1, 0);
-		from = lo + 1;
-	}
-	if (hi >= from) {
-		if (hi > from)
-			(void)close_range((unsigned)from, (unsigned)hi - 1, 0);
-		from = hi + 1;
-	}
-	(void)close_range((unsigned)from, ~0U, 0);
-}
-
-static void __attribute__((noreturn))
-md_child(const struct mda_request *req, int resfd, pid_t parent)
-{
-	struct md_result	 res;
-	size_t			 off = 0;
-	ssize_t			 n;
-
-	memset(&res, 0, sizeof(res));
-	child_signals();
-	close_other_fds(req->msgfd, resfd);
-	umask(077);
-	if (drop_to_user(req->uid, req->gid) == -1) {
-		res.status = md_fail(DLV_TEMPFAIL, res.err, sizeof(res.err),
-		    "4.3.0 cannot switch to uid %lu: %s",
-		    (unsigned long)req->uid, strerror(errno));
-	} else if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
-	    getppid() != parent) {
-		/* The helper is gone (killed on timeout): so are we. */
-		_exit(1);
-	} else
-		res.status = md_deliver(req, res.err, sizeof(res.err));
-	while (off < sizeof(res)) {
-		n = write(resfd, (char *)&res + off, sizeof(res) - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1);
-		off += (size_t)n;
-	}
-	_exit(0);
-}
-
 int
 mda_maildir(const struct mda_request *req, char *err, size_t errsz)
 {
-	struct md_result	 res;
-	struct sigaction	 sa, osa;
-	size_t			 got = 0;
-	ssize_t			 n;
-	pid_t			 pid, parent = getpid();
-	int			 p[2], wstatus = 0, reaped = 0;
-
 	if (errsz > 0)
 		err[0] = '\0';
 	if (req->uid == (uid_t)-1 || req->gid == (gid_t)-1)
-		return md_fail(DLV_TEMPFAIL, err, errsz,
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.5 no account for maildir %s", req->path);
-	if (pipe2(p, O_CLOEXEC) == -1)
-		return md_io_fail(errno, "cannot make a pipe for", req->path,
-		    err, errsz);
-	/* waitpid needs SIGCHLD not ignored. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGCHLD, &sa, &osa) == -1) {
-		close(p[0]);
-		close(p[1]);
-		return md_io_fail(errno, "cannot reset SIGCHLD for", req->path,
-		    err, errsz);
-	}
-	if ((pid = fork()) == -1) {
-		int	 saved = errno;
-
-		close(p[0]);
-		close(p[1]);
-		(void)sigaction(SIGCHLD, &osa, NULL);
-		return md_io_fail(saved, "cannot fork to deliver to",
-		    req->path, err, errsz);
-	}
-	if (pid == 0) {
-		close(p[0]);
-		md_child(req, p[1], parent);
-	}
-	close(p[1]);
-	memset(&res, 0, sizeof(res));
-	while (got < sizeof(res)) {
-		n = read(p[0], (char *)&res + got, sizeof(res) - got);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(p[0]);
-	while (!reaped) {
-		if (waitpid(pid, &wstatus, 0) == pid)
-			reaped = 1;
-		else if (errno != EINTR)
-			break;
-	}
-	(void)sigaction(SIGCHLD, &osa, NULL);
-	if (got != sizeof(res) || !reaped || !WIFEXITED(wstatus) ||
-	    WEXITSTATUS(wstatus) != 0 || (res.status != DLV_OK &&
-	    res.status != DLV_TEMPFAIL && res.status != DLV_PERMFAIL)) {
-		if (reaped && WIFSIGNALED(wstatus))
-			return md_fail(DLV_TEMPFAIL, err, errsz,
-			    "4.3.0 delivery to %s killed by signal %d",
-			    req->path, WTERMSIG(wstatus));
-		return md_fail(DLV_TEMPFAIL, err, errsz,
-		    "4.3.0 delivery to %s failed", req->path);
-	}
-	res.err[sizeof(res.err) - 1] = '\0';
-	strlcpy(err, res.err, errsz);
-	return res.status;
+	return mda_child_run(req, -1, md_deliver, NULL, err, errsz);
 }

@@ -76,6 +76,7 @@ struct mbox_filter {
 
 static const char	 from_[] = "From ";
 
+/* An I/O error on the mailbox, with its RFC 3463 code. */
 static int
 mbox_io_fail(int errnum, const char *what, const char *path, char *err,
     size_t errsz)

@@ -29,9 +29,6 @@
 
 #include "../../master/mda.h"
 
-/* master/mda_mbox.c: how long to wait for a lock (10 s by default). */
-extern unsigned int	mda_mbox_lock_wait_ms;
-
 #define MSGID		"0123456789abcdef"
 #define SENDER		"alice@example.org"
 #define RCPT		"nobody@example.org"
