@@ -14,6 +14,7 @@ static int	 log_foreground = 1;
 static int	 log_verbose;
 static int	 log_tracemask;
 static char	 log_name[32] = "mtad";
+static int	 log_plain;	/* messages alone, for mtad -n */
 
 void
 log_init(int foreground, int facility)
@@ -31,6 +32,7 @@ log_procname(const char *name)
 	strlcpy(log_name, name, sizeof(log_name));
 }
 
+void	log_setplain(int on) { log_plain = on; }
 void	log_setverbose(int level) { log_verbose = level; }
 int	log_getverbose(void) { return log_verbose; }
 void	log_settrace(int mask) { log_tracemask = mask; }
@@ -42,7 +44,11 @@ vlog(int pri, const char *fmt, va_list ap, const char *suffix)
 	char	 msg[2048];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (log_foreground) {
+	if (log_foreground && log_plain) {
+		fprintf(stderr, "%s%s%s\n", msg, suffix ? ": " : "",
+		    suffix ? suffix : "");
+		fflush(stderr);
+	} else if (log_foreground) {
 		fprintf(stderr, "%s[%d]: %s%s%s\n", log_name, (int)getpid(), msg,
 		    suffix ? ": " : "", suffix ? suffix : "");
 		fflush(stderr);

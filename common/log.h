@@ -13,6 +13,8 @@
 
 void	log_init(int foreground, int facility);
 void	log_procname(const char *name);
+/* Messages without the "name[pid]: " prefix (for mtad -n). */
+void	log_setplain(int);
 void	log_setverbose(int level);
 int	log_getverbose(void);
 void	log_settrace(int mask);

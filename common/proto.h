@@ -66,7 +66,8 @@ enum imsg_type {
 	IMSG_DELIVER_DONE,	/* empty: every recipient of the batch reported */
 
 	/* deliver-worker <-> master; peerid = request id */
-	IMSG_MDA_DELIVER,	/* str msgid, str sender, dlv; fd: the message */
+	IMSG_MDA_DELIVER,	/* str msgid, u32 rcpt index, str sender, dlv;
+				   fd: the message */
 	IMSG_MDA_RESULT,	/* u32 status, str text */
 
 	/* control: mtactl <-> master <-> queue; peerid = control client id */

@@ -104,6 +104,7 @@ deliver_local(struct batch *b, uint32_t index, const struct dlv *dlv)
 	TAILQ_INSERT_TAIL(&requests, rq, entry);
 	m_init(&m);
 	m_add_str(&m, b->msgid);
+	m_add_u32(&m, index);
 	m_add_str(&m, b->sender);
 	dlv_add(&m, dlv);
 	channel_send_m(master_chan, IMSG_MDA_DELIVER, rq->id, fd, &m);

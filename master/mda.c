@@ -265,7 +265,8 @@ mda_prepare(struct config *conf, struct mda_job *job, char *err, size_t errsz)
 
 void
 mda_start(struct config *conf, struct channel *from, uint32_t reqid,
-    const char *msgid, const char *sender, const struct dlv *dlv, int fd)
+    const char *msgid, uint32_t index, const char *sender,
+    const struct dlv *dlv, int fd)
 {
 	struct mda_job	*job;
 	char		 err[TEXT_MAX];
@@ -284,6 +285,13 @@ mda_start(struct config *conf, struct channel *from, uint32_t reqid,
 	strlcpy(job->req.msgid, msgid, sizeof(job->req.msgid));
 	strlcpy(job->req.sender, sender, sizeof(job->req.sender));
 	job->req.dlv = *dlv;
+	if (snprintf(job->req.marker, sizeof(job->req.marker),
+	    "%s/queue/%s.mda.%u", conf->queue_path, msgid, index) >=
+	    (int)sizeof(job->req.marker)) {
+		mda_reply(job, DLV_TEMPFAIL, "4.3.0 spool path too long");
+		mda_job_free(job);
+		return;
+	}
 	if ((status = mda_prepare(conf, job, err, sizeof(err))) != DLV_OK) {
 		mda_reply(job, status, err);
 		mda_job_free(job);

@@ -22,6 +22,12 @@ struct mda_request {
 	char		home[PATH_MAX];
 	int		msgfd;			/* the spooled message, CRLF line ends,
 						   read with pread from offset 0 */
+	/*
+	 * Intent marker, "" for none: <spool>/queue/<msgid>.mda.<index>,
+	 * written durably before the mailbox is touched, so that a delivery
+	 * repeated after a crash finds what the first one did (exactly once).
+	 */
+	char		marker[PATH_MAX];
 };
 
 /*
@@ -42,7 +48,8 @@ extern unsigned int	mda_mbox_lock_wait_ms;
 struct config;
 struct channel;
 void	mda_start(struct config *, struct channel *from, uint32_t reqid,
-	    const char *msgid, const char *sender, const struct dlv *, int fd);
+	    const char *msgid, uint32_t index, const char *sender,
+	    const struct dlv *, int fd);
 /* Called on SIGCHLD for a pid that is not a worker: 1 if it was an mda helper. */
 int	mda_reap(pid_t, int status);
 

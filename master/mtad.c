@@ -225,17 +225,19 @@ dispatch_mda(struct channel *chan, struct imsg *imsg)
 	struct mreader	 r;
 	struct dlv	 dlv;
 	char		 msgid[MSGID_SIZE], sender[ADDR_MAX];
+	uint32_t	 index;
 
 	m_reader(&r, imsg);
 	m_get_str(&r, msgid, sizeof(msgid));
+	index = m_get_u32(&r);
 	m_get_str(&r, sender, sizeof(sender));
 	dlv_get(&r, &dlv);
 	if (m_end(&r) == -1 || !msgid_is_valid(msgid)) {
 		channel_malformed(chan, imsg);
 		return;
 	}
-	mda_start(master->conf, chan, imsg->hdr.peerid, msgid, sender, &dlv,
-	    imsg->fd);
+	mda_start(master->conf, chan, imsg->hdr.peerid, msgid, index, sender,
+	    &dlv, imsg->fd);
 	imsg->fd = -1;
 }
 
@@ -356,6 +358,7 @@ main(int argc, char *argv[])
 		usage();
 
 	log_init(1, LOG_MAIL);
+	log_setplain(checkonly);
 	log_setverbose(verbose);
 	log_settrace(trace);
 	if ((conf = load_config()) == NULL) {

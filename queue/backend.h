@@ -27,8 +27,8 @@ struct queue_backend {
 	int	(*sync)(void);
 	/* Rewrites a committed envelope (attempt counts, states) durably. */
 	int	(*envelope_update)(const struct qmsg *);
-	/* Removes message and envelope. */
-	int	(*message_delete)(const char *msgid);
+	/* Removes message, envelope and delivery markers (ID.mda.0..n-1). */
+	int	(*message_delete)(const char *msgid, uint32_t nrcpts);
 	/* Read-only fd of a committed message, or -1. */
 	int	(*message_fd)(const char *msgid);
 	/*

@@ -280,7 +280,8 @@ group_sync(evutil_socket_t fd, short ev, void *arg)
 			scheduler_add(p->msg);
 		} else {
 			/* Not acknowledged: it must not be delivered either. */
-			queue_backend->message_delete(p->msg->msgid);
+			queue_backend->message_delete(p->msg->msgid,
+			    p->msg->nrcpts);
 			reply_commit(p->chan, p->session, 0, p->msg->msgid,
 			    "queue sync failed");
 			qmsg_free(p->msg);

@@ -490,8 +490,46 @@ fs_envelope_update(const struct qmsg *m)
 	return 0;
 }
 
+/*
+ * Delivery intent markers, `ID.mda.N`, are written into queue/ by the
+ * master's local delivery helpers (see master/mda.h).  They live and die
+ * with their message.
+ */
 static int
-fs_message_delete(const char *msgid)
+is_marker(const char *name, char *msgid, size_t msgidsz)
+{
+	const char	*p;
+
+	if (strlen(name) < MSGID_SIZE - 1 + 5 || msgidsz < MSGID_SIZE)
+		return 0;
+	memcpy(msgid, name, MSGID_SIZE - 1);
+	msgid[MSGID_SIZE - 1] = '\0';
+	if (!msgid_is_valid(msgid) ||
+	    strncmp(name + MSGID_SIZE - 1, ".mda.", 5) != 0)
+		return 0;
+	p = name + MSGID_SIZE - 1 + 5;
+	if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
+		return 0;
+	return 1;
+}
+
+static void
+remove_markers(const char *msgid, uint32_t nrcpts)
+{
+	char		 name[NAME_MAX_FS];
+	uint32_t	 i;
+
+	for (i = 0; i < nrcpts; i++) {
+		if (snprintf(name, sizeof(name), "%s.mda.%u", msgid, i) >=
+		    (int)sizeof(name))
+			return;
+		if (unlinkat(fs.queue, name, 0) == -1 && errno != ENOENT)
+			log_warn("queue_fs: unlink queue/%s", name);
+	}
+}
+
+static int
+fs_message_delete(const char *msgid, uint32_t nrcpts)
 {
 	char	 env[NAME_MAX_FS];
 	int	 gone = 0;
@@ -523,6 +561,8 @@ fs_message_delete(const char *msgid)
 		errno = ENOENT;
 		return -1;
 	}
+	/* Last: markers without their envelope are removed at load too. */
+	remove_markers(msgid, nrcpts);
 	if (fsync(fs.queue) == -1) {
 		log_warn("queue_fs: %s: fsync queue/", msgid);
 		return -1;
@@ -843,6 +883,16 @@ load_entry(const char *name, void (*cb)(struct qmsg *, void *), void *arg,
 	}
 	if (has_suffix(name, ENV_SUFFIX))
 		return load_envelope(name, cb, arg, count);
+	if (is_marker(name, env, sizeof(env))) {
+		char	 envname[NAME_MAX_FS];
+
+		fs_name(envname, sizeof(envname), env, ENV_SUFFIX);
+		if (fstatat(fs.queue, envname, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return 0;	/* kept for the next delivery attempt */
+		if (unlinkat(fs.queue, name, 0) == -1)
+			log_warn("queue_fs: unlink queue/%s", safe);
+		return 0;
+	}
 	if (strlen(name) < MSGID_SIZE && msgid_is_valid(name)) {
 		fs_name(env, sizeof(env), name, ENV_SUFFIX);
 		if (fstatat(fs.queue, env, &st, AT_SYMLINK_NOFOLLOW) == 0)

@@ -333,7 +333,7 @@ message_settle(struct qmsg *m)
 			open++;
 	}
 	if (open == 0) {
-		if (queue_backend->message_delete(m->msgid) == -1)
+		if (queue_backend->message_delete(m->msgid, m->nrcpts) == -1)
 			log_warn("%s: cannot remove from the spool", m->msgid);
 		else
 			log_info("%s: removed", m->msgid);

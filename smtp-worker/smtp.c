@@ -522,6 +522,12 @@ master_dispatch_smtp(struct channel *chan, struct imsg *imsg)
 		shutting_down = 1;
 		listeners_stop();
 		log_info("shutting down: %d sessions left", nsessions);
+		{
+			struct smtp_session	*s, *next;
+
+			RB_FOREACH_SAFE(s, session_tree, &sessions, next)
+				smtp_session_shutdown(s);
+		}
 		maybe_exit();
 		break;
 	default:

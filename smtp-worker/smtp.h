@@ -84,6 +84,8 @@ void	smtp_reply_rcpt(struct smtp_session *, int code, const char *text,
 void	smtp_reply_create(struct smtp_session *, int ok, const char *msgid,
 	    int fd);
 void	smtp_reply_commit(struct smtp_session *, int ok, const char *text);
+/* The worker stops: sessions between commands get 421 now. */
+void	smtp_session_shutdown(struct smtp_session *);
 /* A peer process went away while this session waited for it. */
 void	smtp_session_peer_lost(struct smtp_session *, enum proc_kind);
 

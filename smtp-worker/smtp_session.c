@@ -30,6 +30,7 @@ static void	session_read(struct bufferevent *, void *);
 static void	session_write(struct bufferevent *, void *);
 static void	session_event(struct bufferevent *, short, void *);
 static void	session_process(struct smtp_session *);
+static void	tx_reset(struct smtp_session *);
 
 static void	cmd_helo(struct smtp_session *, struct smtp_cmd *);
 static void	cmd_ehlo(struct smtp_session *, struct smtp_cmd *);
@@ -100,8 +101,10 @@ session_close_after_reply(struct smtp_session *s)
 	/*
 	 * Always called right after a reply, so the output is not empty and
 	 * session_write frees the session once it is flushed; freeing here
-	 * would pull the session from under the caller.
+	 * would pull the session from under the caller.  A transaction in
+	 * progress is dropped: its incoming file goes back to the queue.
 	 */
+	tx_reset(s);
 	s->state = S_QUIT;
 	bufferevent_disable(s->bev, EV_READ);
 }
@@ -321,18 +324,26 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 	s->state = S_WAIT_RCPT;
 }
 
-/* The same final recipient reached twice in a message gets one copy. */
+/*
+ * One copy per destination and message: a local user reached directly and
+ * through aliases (root, postmaster -> root) gets the message once.
+ */
 static int
 dlv_seen(const struct smtp_session *s, const struct dlv *d)
 {
-	size_t	 i;
+	const struct dlv	*o;
+	size_t			 i;
 
-	for (i = 0; i < s->ndlvs; i++)
-		if (s->dlvs[i].kind == d->kind &&
-		    strcmp(s->dlvs[i].rcpt, d->rcpt) == 0 &&
-		    strcmp(s->dlvs[i].user, d->user) == 0 &&
-		    strcmp(s->dlvs[i].action, d->action) == 0)
+	for (i = 0; i < s->ndlvs; i++) {
+		o = &s->dlvs[i];
+		if (o->kind != d->kind || strcmp(o->action, d->action) != 0)
+			continue;
+		if (d->kind == DLV_MBOX || d->kind == DLV_MAILDIR) {
+			if (strcmp(o->user, d->user) == 0)
+				return 1;
+		} else if (strcmp(o->rcpt, d->rcpt) == 0)
 			return 1;
+	}
 	return 0;
 }
 
@@ -609,6 +620,13 @@ session_process(struct smtp_session *s)
 	char		*line;
 
 	for (;;) {
+		if (s->state == S_CMD && !smtp_accepting()) {
+			/* Shutting down: no new command, nothing promised yet. */
+			reply(s, "421 4.3.2 %s Service shutting down",
+			    smtp_conf->hostname);
+			session_close_after_reply(s);
+			return;
+		}
 		if (s->errors >= SMTP_ERRORS_MAX) {
 			reply(s, "421 4.7.0 %s Error: too many errors",
 			    smtp_conf->hostname);
@@ -701,6 +719,14 @@ session_event(struct bufferevent *bev, short what, void *arg)
 			    s->id, s->client_addr, s->state);
 		smtp_session_free(s);
 	}
+}
+
+/* Shutdown: a session between commands is closed now, others when done. */
+void
+smtp_session_shutdown(struct smtp_session *s)
+{
+	if (s->state == S_CMD)
+		session_process(s);
 }
 
 void

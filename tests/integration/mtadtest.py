@@ -28,7 +28,10 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.environ.get("MTAD_SRCDIR") or os.path.abspath(
     os.path.join(HERE, "..", ".."))
-BUILDDIR = os.environ.get("MTAD_BUILDDIR") or SRCDIR
+# Unset: the current directory if mtad was built there (make check runs in
+# the build tree), else the source tree (an in-tree build).
+BUILDDIR = os.environ.get("MTAD_BUILDDIR") or (
+    os.getcwd() if os.access("mtad", os.X_OK) else SRCDIR)
 MTAD = os.path.join(BUILDDIR, "mtad")
 MTACTL = os.path.join(BUILDDIR, "mtactl", "mtactl")
 
@@ -315,7 +318,7 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout=DEFAULT_TIMEOUT):
-        """Until a client gets the greeting and the control socket answers."""
+        """Until a client gets the greeting and the control socket exists."""
         def greeted():
             if not self.running():
                 raise AssertionError("mtad exited with status %s:\n%s" %
@@ -573,7 +576,8 @@ def reply_text(reply):
     return "%d %s" % (code, " / ".join(lines))
 
 
-def make_message(subject, msgid, body="Hello.\r\n", sender="sender@client.test",
+def make_message(subject, msgid, body="Hello.\r\n",
+                 sender="sender@client.test",
                  to="rcpt@mx.test", headers=()):
     """A message with CRLF line ends (body lines must be CRLF already)."""
     h = ["From: <%s>" % sender, "To: <%s>" % to, "Subject: %s" % subject,
@@ -595,7 +599,8 @@ def new_msgid(tag="t"):
 QUEUED_RX = re.compile(r"^2\.0\.0 Ok: queued as ([0-9a-f]{16})$")
 
 
-def smtp_send(port, sender, rcpts, msg, source="127.0.0.1", helo="client.test"):
+def smtp_send(port, sender, rcpts, msg, source="127.0.0.1",
+              helo="client.test"):
     """Sends one message over a raw session; returns (queue id, replies).
 
     Fails the test (AssertionError) on any unexpected reply.

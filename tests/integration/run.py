@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Runs the mtad integration suite.
 
-    MTAD_BUILDDIR=... MTAD_SRCDIR=... /usr/bin/python3 tests/integration/run.py [-k PATTERN]...
+    MTAD_BUILDDIR=... MTAD_SRCDIR=... \
+        /usr/bin/python3 tests/integration/run.py [-k PATTERN]...
 
 Prints one line per test and ends with
     integration: N passed, N failed[, N skipped]
@@ -10,12 +11,14 @@ Exit status 0 only if nothing failed.  Must run as root.
 
 import argparse
 import os
+import signal
 import sys
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True      # nothing written into the source tree
 
 import mtadtest  # noqa: E402
 
@@ -28,20 +31,28 @@ class Result(unittest.TestResult):
         self.failed_tests = []
         self.skipped_n = 0
         self.t0 = 0.0
+        self.current = None
 
     def _name(self, test):
         return test.id().replace("__main__.", "")
 
     def _line(self, status, test, extra=""):
-        dt = time.monotonic() - self.t0
-        self.stream.write("%-4s %s (%.1fs)%s\n" % (status, self._name(test), dt,
-                                                   extra))
+        # class and module fixtures (setUpClass...) have no start time
+        dt = (" (%.1fs)" % (time.monotonic() - self.t0)
+              if test is self.current else "")
+        self.stream.write("%-4s %s%s%s\n" % (status, self._name(test), dt,
+                                             extra))
         self.stream.flush()
 
     def startTest(self, test):
         super().startTest(test)
         del mtadtest.CURRENT_DAEMONS[:]
         self.t0 = time.monotonic()
+        self.current = test
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self.current = None
 
     def addSuccess(self, test):
         super().addSuccess(test)
@@ -101,6 +112,12 @@ def main():
     if args.k:
         loader.testNamePatterns = ["*%s*" % k for k in args.k]
     suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
+
+    # SIGTERM/SIGHUP to the runner: still stop every daemon (finally below)
+    def terminate(sig, frame):
+        raise SystemExit(128 + sig)
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
 
     t0 = time.monotonic()
     result = Result(sys.stdout)

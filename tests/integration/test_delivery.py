@@ -196,8 +196,8 @@ class Delivery(SharedDaemonCase):
         self.assertTrue(name.startswith("new/"), name)
         self.assertEqual(st.st_uid, uid, "maildir file not owned by the user")
         self.assertEqual(os.stat(md).st_uid, uid, "Maildir not owned by user")
-        self.assertFalse(st.st_mode & 0o077, "maildir file readable by others: "
-                         "%o" % st.st_mode)
+        self.assertFalse(st.st_mode & 0o077,
+                         "maildir file readable by others: %o" % st.st_mode)
         self.assertTrue(data.startswith(
             ("Return-Path: <%s>\nDelivered-To: mtadtest3@maildir.test\n"
              "Received: from client.test ([127.0.0.1])\n\tby %s (mtad) with "

@@ -1,6 +1,5 @@
 """4. Refusals: relaying, unknown users, source-address rules, reject rules."""
 
-import mtadtest
 from mtadtest import (SMTPClient, SharedDaemonCase, make_message, new_msgid,
                       reply_text)
 

@@ -1,7 +1,6 @@
 """3. The SMTP dialogue, over raw sockets where the bytes matter."""
 
-import re
-import time
+import os
 
 import mtadtest
 from mtadtest import (HOSTNAME, SMTPClient, SharedDaemonCase, make_message,
@@ -207,8 +206,8 @@ class Dialogue(SharedDaemonCase):
         c = self.client()
         self.start_data(c, "mtadtest2@mx.test")
         msgid = new_msgid("bare")
-        c.send(b"Message-Id: " + msgid.encode() + b"\r\nSubject: bare\r\n\r\n" +
-               raw + b"\r\n.\r\n")
+        c.send(b"Message-Id: " + msgid.encode() +
+               b"\r\nSubject: bare\r\n\r\n" + raw + b"\r\n.\r\n")
         r = c.read_reply()
         self.assertReply(r, 550, "5.6.0")
         self.assertReply(c.cmd("RSET"), 250)
@@ -241,6 +240,25 @@ class Dialogue(SharedDaemonCase):
         [m] = self.mtad.wait_message("mtadtest1", msgid)
         self.assertEqual(m.body(), b".leading dot\n.\n..\nx\nmiddle . dot\n"
                          b".\n")
+
+    def test_disconnect_in_data_leaves_no_file(self):
+        """A client gone in the middle of DATA: nothing delivered, and the
+        partial file does not stay in incoming/."""
+        incoming = os.path.join(self.mtad.queue, "incoming")
+        c = self.client()
+        self.start_data(c, "mtadtest2@mx.test")
+        msgid = new_msgid("gone")
+        c.send(b"Message-Id: " + msgid.encode() + b"\r\nSubject: gone\r\n"
+               b"\r\nhalf a mess")
+        mtadtest.wait_for(lambda: os.listdir(incoming), timeout=5,
+                          what="the data file in incoming/")
+        c.close()
+        mtadtest.wait_for(lambda: not os.listdir(incoming), timeout=5,
+                          what="incoming/ emptied after the disconnect")
+        c2 = self.client()
+        self.marker(c2, "mtadtest2")
+        self.assertFalse([m for m in self.mtad.mbox("mtadtest2")
+                          if m.message_id == msgid])
 
     def test_pipelined_transactions(self):
         """Two whole transactions in one write: every reply, in order."""

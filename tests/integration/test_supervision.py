@@ -53,7 +53,8 @@ class Supervision(MtadTestCase):
         return new
 
     def test_smtp_worker_killed(self):
-        self.kill_and_wait("mtad: smtp-worker #0", "smtp-worker #0", "mtad-smtp")
+        self.kill_and_wait("mtad: smtp-worker #0", "smtp-worker #0",
+                           "mtad-smtp")
         self.send_and_check()
         self.assertGreaterEqual(self.mtad.stats().get("master.restart", 0), 1)
 

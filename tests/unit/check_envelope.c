@@ -899,7 +899,7 @@ START_TEST(test_fs_bad_msgid)
 		errno = 0;
 		ck_assert_int_eq(FS->message_abort(bad[i]), -1);
 		ck_assert_int_eq(errno, EINVAL);
-		ck_assert_int_eq(FS->message_delete(bad[i]), -1);
+		ck_assert_int_eq(FS->message_delete(bad[i], 1), -1);
 		ck_assert_int_eq(FS->message_fd(bad[i]), -1);
 		ck_assert_int_eq(errno, EINVAL);
 	}
@@ -954,10 +954,10 @@ START_TEST(test_fs_delete)
 	b = receive("bbbb\n", 1);
 	ck_assert_int_eq(FS->sync(), 0);
 	ck_assert_int_eq(dir_count("queue"), 4);
-	ck_assert_int_eq(FS->message_delete(a->msgid), 0);
+	ck_assert_int_eq(FS->message_delete(a->msgid, 1), 0);
 	ck_assert_int_eq(dir_count("queue"), 2);
 	ck_assert_int_eq(FS->message_fd(a->msgid), -1);
-	ck_assert_int_eq(FS->message_delete(a->msgid), -1);
+	ck_assert_int_eq(FS->message_delete(a->msgid, 1), -1);
 	ck_assert_int_eq(errno, ENOENT);
 
 	ck_assert_int_eq(reload(&l), 1);
@@ -966,6 +966,35 @@ START_TEST(test_fs_delete)
 	ck_assert_int_eq(dir_count("corrupt"), 0);
 	qmsg_free(a);
 	qmsg_free(b);
+}
+END_TEST
+
+/* Delivery intent markers (ID.mda.N) live and die with their message. */
+START_TEST(test_fs_markers)
+{
+	struct qmsg	*a;
+	struct loaded	 l;
+	char		 rel[64], stale[64];
+
+	a = receive("aaa\n", 2);
+	ck_assert_int_eq(FS->sync(), 0);
+	snprintf(rel, sizeof(rel), "queue/%s.mda.1", a->msgid);
+	put_file(rel, "mbox 1 2 3 4\n", 13);
+	snprintf(stale, sizeof(stale), "queue/%s.mda.0", "00000000cafebabe");
+	put_file(stale, "maildir\n", 8);
+
+	/* Load keeps the marker of a queued message, drops an orphan. */
+	ck_assert_int_eq(reload(&l), 1);
+	loaded_free(&l);
+	ck_assert(path_exists(rel));
+	ck_assert(!path_exists(stale));
+	ck_assert_int_eq(dir_count("corrupt"), 0);
+
+	/* Delete takes the markers along. */
+	ck_assert_int_eq(FS->message_delete(a->msgid, a->nrcpts), 0);
+	ck_assert(!path_exists(rel));
+	ck_assert_int_eq(dir_count("queue"), 0);
+	qmsg_free(a);
 }
 END_TEST
 
@@ -1179,7 +1208,7 @@ START_TEST(test_fs_many_fsync_fallback)
 	many_commits(200);
 	/* A staged message deleted before the sync is not an error. */
 	m = receive("short-lived\n", 1);
-	ck_assert_int_eq(FS->message_delete(m->msgid), 0);
+	ck_assert_int_eq(FS->message_delete(m->msgid, m->nrcpts), 0);
 	ck_assert_int_eq(FS->sync(), 0);
 	queue_fs_test_nosyncfs(0);
 	qmsg_free(m);
@@ -1222,6 +1251,7 @@ envelope_suite(void)
 	tcase_add_test(tc, test_fs_bad_msgid);
 	tcase_add_test(tc, test_fs_envelope_update);
 	tcase_add_test(tc, test_fs_delete);
+	tcase_add_test(tc, test_fs_markers);
 	tcase_add_test(tc, test_fs_load_after_crash);
 	tcase_add_test(tc, test_fs_corrupt_never_replaced);
 	tcase_add_test(tc, test_fs_load_odd_files);
