@@ -28,6 +28,8 @@ config_defaults(struct config *conf)
 	    sizeof(conf->chroot_path));
 	(void)strlcpy(conf->control_path, MTAD_RUNDIR "/control.sock",
 	    sizeof(conf->control_path));
+	(void)strlcpy(conf->submit_path, MTAD_RUNDIR "/submit.sock",
+	    sizeof(conf->submit_path));
 	(void)strlcpy(conf->pidfile, MTAD_RUNDIR "/mtad.pid",
 	    sizeof(conf->pidfile));
 	(void)strlcpy(conf->user[PROC_MASTER], "root", USER_MAX);

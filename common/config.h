@@ -68,6 +68,7 @@ struct config {
 	char			 queue_path[PATH_MAX];
 	char			 chroot_path[PATH_MAX];	/* empty dir for chroots */
 	char			 control_path[PATH_MAX];
+	char			 submit_path[PATH_MAX];	/* local submission */
 	char			 pidfile[PATH_MAX];
 	char			 user[PROC_COUNT][USER_MAX]; /* by enum proc_kind */
 	char			 control_group[USER_MAX];

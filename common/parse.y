@@ -146,7 +146,8 @@ static void	 yyerror(YYLTYPE *, const char *);
 %token OFF "off" ON "on" PATH "path" PIDFILE "pidfile" POLICY "policy"
 %token PORT "port" QUEUE "queue" RCPT "rcpt" RECIPIENTS "recipients"
 %token REJECT "reject" RETRY "retry" SANDBOX "sandbox" SMTP "smtp"
-%token SOCKET "socket" SRC "src" TABLE "table" TIMEOUT "timeout" USER "user"
+%token SOCKET "socket" SRC "src" SUBMIT "submit" TABLE "table"
+%token TIMEOUT "timeout" USER "user"
 %token WORKERS "workers"
 %token ERROR "invalid token"
 %token <string> STRING "string"
@@ -204,6 +205,17 @@ statement	: HOSTNAME STRING		{ set_hostname(@2.first_line, $2); }
 				    sizeof(p.conf->control_group));
 			free($3);
 			free($4);
+		}
+		| SUBMIT SOCKET STRING		{
+			if (strlen($3) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+				cfg_error(@3.first_line, "submit socket path "
+				    "too long (at most %zu bytes)",
+				    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+			else
+				(void)path_check(@3.first_line,
+				    "submit socket", $3, p.conf->submit_path,
+				    sizeof(p.conf->submit_path));
+			free($3);
 		}
 		| PIDFILE STRING		{
 			(void)path_check(@2.first_line, "pidfile", $2,
@@ -452,6 +464,7 @@ static const struct keyword keywords[] = {
 	{ "smtp",		SMTP },
 	{ "socket",		SOCKET },
 	{ "src",		SRC },
+	{ "submit",		SUBMIT },
 	{ "table",		TABLE },
 	{ "timeout",		TIMEOUT },
 	{ "user",		USER },

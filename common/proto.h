@@ -78,6 +78,7 @@ enum imsg_type {
 	IMSG_CTL_SHOW_STATS,	/* empty */
 	IMSG_CTL_STAT,		/* str name, u64 value */
 	IMSG_CTL_FLUSH,		/* empty */
+	IMSG_CTL_RELOAD,	/* empty: as SIGHUP */
 	IMSG_CTL_RESULT,	/* u32 ok, str text */
 	IMSG_CTL_END,		/* empty: end of a listing */
 

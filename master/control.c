@@ -203,6 +203,14 @@ control_dispatch(struct channel *chan, struct imsg *imsg)
 		else
 			evtimer_add(cc->stats_timer, &tv);
 		break;
+	case IMSG_CTL_RELOAD:
+		if (master_reload() == 0)
+			ctl_result(cc, 1, "configuration reloaded");
+		else
+			ctl_result(cc, 0, "configuration has errors or a reload "
+			    "is still finishing: the running one is kept (see "
+			    "the log)");
+		break;
 	case IMSG_LOG_VERBOSE:
 		m_reader(&r, imsg);
 		verbose = m_get_u32(&r);

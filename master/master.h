@@ -48,7 +48,8 @@ extern struct master	*master;
 void	supervise_start(void);
 void	supervise_reap(void);
 void	supervise_shutdown(void);
-void	supervise_reload(struct config *);
+/* Takes over a new configuration: 0, or -1 if it could not (then freed). */
+int	supervise_reload(struct config *);
 int	supervise_running(void);	/* children still alive */
 struct child *supervise_find_pid(pid_t);
 void	supervise_broadcast(uint32_t type, uint32_t peerid, const void *, size_t);
@@ -60,6 +61,9 @@ void	control_close(void);
 /* A reply from a child for control client `id`. */
 void	control_relay(uint32_t id, struct imsg *);
 void	control_stats_reply(uint32_t reqid, struct imsg *);
+
+/* Parses the configuration again and reloads: 0, or -1 (old one kept). */
+int	master_reload(void);
 
 /* master_dispatch: imsg from a child on its master channel. */
 void	master_dispatch(struct channel *, struct imsg *);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 
 #include <err.h>
@@ -108,19 +109,52 @@ make_dirs(struct config *conf)
 		fatalx("%s must not be writable by others", conf->chroot_path);
 }
 
+/*
+ * The local submission socket: SMTP over AF_UNIX, open to every local user
+ * (sendmail(8) speaks it); the smtp-workers learn the caller's uid from it.
+ */
+static void
+add_submit_listener(struct config *conf)
+{
+	struct listener		*l;
+	struct sockaddr_un	*sun;
+	char			 dir[PATH_MAX], *slash;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		fatal("calloc");
+	sun = (struct sockaddr_un *)&l->ss;
+	sun->sun_family = AF_UNIX;
+	if (strlcpy(sun->sun_path, conf->submit_path, sizeof(sun->sun_path)) >=
+	    sizeof(sun->sun_path))
+		fatalx("submit socket path too long");
+	l->sslen = sizeof(*sun);
+	strlcpy(l->addr, conf->submit_path, sizeof(l->addr));
+	l->fd = -1;
+	strlcpy(dir, conf->submit_path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir_owned(dir, 0755, (uid_t)-1, (gid_t)-1) == -1)
+			fatal("cannot create %s", dir);
+	}
+	if (unlink(conf->submit_path) == -1 && errno != ENOENT)
+		fatal("unlink %s", conf->submit_path);
+	TAILQ_INSERT_TAIL(&conf->listeners, l, entry);
+}
+
 static void
 bind_listeners(struct config *conf)
 {
 	struct listener	*l;
 	int		 on = 1;
 
+	add_submit_listener(conf);
 	TAILQ_FOREACH(l, &conf->listeners, entry) {
 		l->fd = socket(l->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0);
 		if (l->fd == -1)
 			fatal("socket for %s port %d", l->addr, l->port);
-		if (setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &on,
-		    sizeof(on)) == -1)
+		if (l->ss.ss_family != AF_UNIX && setsockopt(l->fd, SOL_SOCKET,
+		    SO_REUSEADDR, &on, sizeof(on)) == -1)
 			fatal("setsockopt SO_REUSEADDR");
 		if (l->ss.ss_family == AF_INET6 && setsockopt(l->fd,
 		    IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
@@ -129,7 +163,12 @@ bind_listeners(struct config *conf)
 			fatal("cannot listen on %s port %d", l->addr, l->port);
 		if (listen(l->fd, 1024) == -1)
 			fatal("listen on %s port %d", l->addr, l->port);
-		log_info("listening on %s port %d", l->addr, l->port);
+		if (l->ss.ss_family == AF_UNIX) {
+			if (chmod(l->addr, 0666) == -1)
+				fatal("chmod %s", l->addr);
+			log_info("local submission on %s", l->addr);
+		} else
+			log_info("listening on %s port %d", l->addr, l->port);
 	}
 }
 
@@ -184,6 +223,18 @@ write_pidfile(void)
 	if (ftruncate(pidfile_fd, 0) == -1 ||
 	    pwrite(pidfile_fd, buf, (size_t)n, 0) != n)
 		log_warn("cannot write pidfile");
+}
+
+int
+master_reload(void)
+{
+	struct config	*conf;
+
+	if ((conf = load_config()) == NULL) {
+		log_warnx("reload failed: keeping the running configuration");
+		return -1;
+	}
+	return supervise_reload(conf);
 }
 
 static void
@@ -271,8 +322,6 @@ master_dispatch(struct channel *chan, struct imsg *imsg)
 static void
 on_signal(evutil_socket_t sig, short ev, void *arg)
 {
-	struct config	*conf;
-
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
@@ -288,12 +337,7 @@ on_signal(evutil_socket_t sig, short ev, void *arg)
 		break;
 	case SIGHUP:
 		log_info("received SIGHUP: reloading %s", conffile);
-		if ((conf = load_config()) == NULL) {
-			log_warnx("reload failed: keeping the running "
-			    "configuration");
-			return;
-		}
-		supervise_reload(conf);
+		(void)master_reload();
 		break;
 	case SIGCHLD:
 		supervise_reap();
@@ -304,6 +348,7 @@ on_signal(evutil_socket_t sig, short ev, void *arg)
 static void
 cleanup(void)
 {
+	unlink(master->conf->submit_path);
 	unlink(master->conf->control_path);
 	unlink(master->conf->pidfile);
 }

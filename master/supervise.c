@@ -485,7 +485,7 @@ supervise_running(void)
  * restart) and takes the new rules and tables: a new policy process is forked
  * with them and the old one finishes what it was asked and exits.
  */
-void
+int
 supervise_reload(struct config *nconf)
 {
 	struct config	*oconf = master->conf;
@@ -496,7 +496,7 @@ supervise_reload(struct config *nconf)
 
 	if (phase != RUNNING) {
 		config_free(nconf);
-		return;
+		return -1;
 	}
 	while ((l = TAILQ_FIRST(&nconf->listeners)) != NULL) {
 		TAILQ_REMOVE(&nconf->listeners, l, entry);
@@ -518,7 +518,7 @@ supervise_reload(struct config *nconf)
 		log_warnx("reload: previous reloads still finishing, try later");
 		TAILQ_CONCAT(&oconf->listeners, &nconf->listeners, entry);
 		config_free(nconf);
-		return;
+		return -1;
 	}
 	master->conf = nconf;
 	config_free(oconf);
@@ -537,4 +537,5 @@ supervise_reload(struct config *nconf)
 	    &master->policy);
 	child_spawn(&master->policy);
 	log_info("configuration reloaded: new rules and tables in use");
+	return 0;
 }

@@ -32,6 +32,7 @@ usage(void)
 	    "  show queue     list queued recipients\n"
 	    "  show stats     show counters\n"
 	    "  flush          retry every deferred recipient now\n"
+	    "  reload         re-read the configuration (rules, tables, aliases)\n"
 	    "  log verbose    debug logging on\n"
 	    "  log brief      debug logging off\n");
 	exit(2);
@@ -293,6 +294,20 @@ cmd_log(struct imsgbuf *ib, uint32_t verbose)
 	print_result(&imsg);
 }
 
+static int
+cmd_reload(struct imsgbuf *ib)
+{
+	struct imsg	 imsg;
+
+	ctl_send(ib, IMSG_CTL_RELOAD, NULL, 0);
+	ctl_next(ib, &imsg);
+	if (imsg.hdr.type != IMSG_CTL_RESULT) {
+		fprintf(stderr, "mtactl: unexpected answer\n");
+		return 1;
+	}
+	print_result(&imsg);
+}
+
 static int cmd_log_verbose(struct imsgbuf *ib) { return cmd_log(ib, 1); }
 static int cmd_log_brief(struct imsgbuf *ib) { return cmd_log(ib, 0); }
 
@@ -303,6 +318,7 @@ static const struct {
 	{ { "show", "queue" },	cmd_show_queue },
 	{ { "show", "stats" },	cmd_show_stats },
 	{ { "flush" },		cmd_flush },
+	{ { "reload" },		cmd_reload },
 	{ { "log", "verbose" },	cmd_log_verbose },
 	{ { "log", "brief" },	cmd_log_brief },
 };

@@ -39,6 +39,7 @@ struct smtp_session {
 	struct sockaddr_storage	 ss;
 	char			 client_addr[64];
 	int			 client_local;
+	long			 client_uid;	/* local submission, else -1 */
 	char			 helo[HELO_MAX];
 	int			 helo_seen;
 	int			 esmtp;

@@ -124,6 +124,14 @@ smtp_session_new(int fd, struct listener *l, struct sockaddr *sa,
 	memcpy(&s->ss, sa, salen < sizeof(s->ss) ? salen : sizeof(s->ss));
 	sockaddr_text(sa, s->client_addr, sizeof(s->client_addr));
 	s->client_local = sockaddr_is_local(sa);
+	s->client_uid = -1;
+	if (sa->sa_family == AF_UNIX) {
+		struct ucred	 cred;
+		socklen_t	 len = sizeof(cred);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+			s->client_uid = (long)cred.uid;
+	}
 	s->bev = bufferevent_socket_new(smtp_base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		close(fd);
@@ -136,8 +144,12 @@ smtp_session_new(int fd, struct listener *l, struct sockaddr *sa,
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->state = S_CMD;
-	log_info("%08x: connect from %s on %s port %d", s->id, s->client_addr,
-	    l->addr, l->port);
+	if (s->client_uid != -1)
+		log_info("%08x: local submission from uid %ld", s->id,
+		    s->client_uid);
+	else
+		log_info("%08x: connect from %s on %s port %d", s->id,
+		    s->client_addr, l->addr, l->port);
 	reply(s, "220 %s ESMTP mtad", smtp_conf->hostname);
 }
 
@@ -400,9 +412,16 @@ write_received(struct smtp_session *s)
 	char	 date[64];
 
 	time_rfc5322(time(NULL), date, sizeof(date));
-	fprintf(s->datafp, "Received: from %s ([%s])\r\n\tby %s (mtad) with "
-	    "%s id %s", s->helo, s->client_addr, smtp_conf->hostname,
-	    s->esmtp ? "ESMTP" : "SMTP", s->msgid);
+	if (s->client_uid != -1)
+		fprintf(s->datafp, "Received: from %s (local uid %ld)\r\n\tby "
+		    "%s (mtad) with %s id %s", s->helo, s->client_uid,
+		    smtp_conf->hostname, s->esmtp ? "ESMTP" : "SMTP",
+		    s->msgid);
+	else
+		fprintf(s->datafp, "Received: from %s ([%s])\r\n\tby %s "
+		    "(mtad) with %s id %s", s->helo, s->client_addr,
+		    smtp_conf->hostname, s->esmtp ? "ESMTP" : "SMTP",
+		    s->msgid);
 	if (s->nrcpt == 1 && s->ndlvs > 0)
 		fprintf(s->datafp, "\r\n\tfor <%s>", s->dlvs[0].orig);
 	fprintf(s->datafp, ";\r\n\t%s\r\n", date);
