@@ -45,6 +45,8 @@ config_defaults(struct config *conf)
 	conf->retry_max = 60 * 60;
 	conf->max_message_size = 35 * 1024 * 1024;
 	conf->max_rcpt = 1000;
+	conf->queue_lifetime = 4 * 86400;
+	conf->delay_warning = 0;
 	conf->smtp_timeout = 300;	/* RFC 5321 4.5.3.2 */
 	conf->sandbox = 1;
 	TAILQ_INIT(&conf->listeners);

@@ -76,6 +76,8 @@ struct config {
 	int			 workers_deliver;
 	time_t			 retry_min;	/* first retry delay, seconds */
 	time_t			 retry_max;	/* backoff ceiling */
+	time_t			 queue_lifetime;	/* then it bounces */
+	time_t			 delay_warning;	/* 0: none */
 	size_t			 max_message_size;
 	int			 max_rcpt;	/* recipients per message */
 	time_t			 smtp_timeout;	/* idle / command timeout */
@@ -101,6 +103,16 @@ struct config_errors {
  */
 struct config	*config_parse(const char *path, const char *text,
 		    struct config_errors *errs);
+/*
+ * config_parse with flags.  CONFIG_SKIP_TABLE_FILES: `table NAME file:PATH`
+ * makes an empty table and the file is not opened, so that a tool running
+ * as an unprivileged user (sendmail) can read the paths and names it needs
+ * without access to table files; such a configuration must not be used to
+ * answer lookups.
+ */
+#define CONFIG_SKIP_TABLE_FILES	0x01
+struct config	*config_parse_flags(const char *path, const char *text,
+		    struct config_errors *errs, int flags);
 void		 config_free(struct config *);
 void		 config_errors_clear(struct config_errors *);
 /* Sets every default: called by config_parse before reading. */

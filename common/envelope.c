@@ -29,6 +29,8 @@ void
 dlv_add(struct mbuf *m, const struct dlv *d)
 {
 	m_add_u32(m, d->kind);
+	m_add_u32(m, d->notify);
+	m_add_str(m, d->orcpt);
 	m_add_str(m, d->action);
 	m_add_str(m, d->user);
 	m_add_str(m, d->dest);
@@ -41,11 +43,16 @@ dlv_get(struct mreader *r, struct dlv *d)
 {
 	memset(d, 0, sizeof(*d));
 	d->kind = m_get_u32(r);
+	d->notify = m_get_u32(r);
+	m_get_str(r, d->orcpt, sizeof(d->orcpt));
 	m_get_str(r, d->action, sizeof(d->action));
 	m_get_str(r, d->user, sizeof(d->user));
 	m_get_str(r, d->dest, sizeof(d->dest));
 	m_get_str(r, d->rcpt, sizeof(d->rcpt));
 	m_get_str(r, d->orig, sizeof(d->orig));
-	if (d->kind == DLV_NONE || d->kind >= DLV_KIND_MAX || d->rcpt[0] == '\0')
+	if (d->kind == DLV_NONE || d->kind >= DLV_KIND_MAX || d->rcpt[0] == '\0' ||
+	    (d->notify & ~(DSN_NOTIFY_NEVER | DSN_NOTIFY_SUCCESS |
+	    DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY)) ||
+	    ((d->notify & DSN_NOTIFY_NEVER) && d->notify != DSN_NOTIFY_NEVER))
 		r->err = 1;
 }

@@ -31,8 +31,17 @@ enum dlv_status {
 	DLV_PERMFAIL		/* give up: bounce */
 };
 
+/* RFC 3461 NOTIFY, per recipient; 0 when the client gave none. */
+#define DSN_NOTIFY_NEVER	0x1
+#define DSN_NOTIFY_SUCCESS	0x2
+#define DSN_NOTIFY_FAILURE	0x4
+#define DSN_NOTIFY_DELAY	0x8
+#define ORCPT_MAX		600	/* "rfc822;" + an address, decoded */
+
 struct dlv {
 	uint32_t	kind;			/* enum dlv_kind */
+	uint32_t	notify;			/* DSN_NOTIFY_* bits, or 0 */
+	char		orcpt[ORCPT_MAX];	/* RFC 3461 ORCPT, "" if none */
 	char		action[ACTION_MAX];	/* the action that decided it */
 	char		user[USER_MAX];		/* local account, for local kinds */
 	char		dest[DEST_MAX];		/* mailbox path (for display) */

@@ -78,6 +78,7 @@ static struct parser {
 	struct match	 m;
 	int		 m_from, m_for;	/* the from/for part was seen */
 	int		 anon;		/* counter for anonymous tables */
+	int		 flags;		/* CONFIG_SKIP_TABLE_FILES */
 } p;
 
 static void	 cfg_error(int, const char *, ...)
@@ -139,7 +140,8 @@ static void	 yyerror(YYLTYPE *, const char *);
 }
 
 %token ACTION "action" ALIAS "alias" ANY "any" CHROOT "chroot"
-%token CONTROL "control" DELIVER "deliver" DOMAIN "domain" FOR "for"
+%token CONTROL "control" DELAYWARNING "delay-warning" DELIVER "deliver"
+%token DOMAIN "domain" FOR "for" LIFETIME "lifetime"
 %token FROM "from" GROUP "group" HOSTNAME "hostname" LIMIT "limit"
 %token LISTEN "listen" LOCAL "local" MAILDIR "maildir" MATCH "match"
 %token MAX "max" MBOX "mbox" MESSAGESIZE "message-size" MIN "min"
@@ -178,6 +180,28 @@ statement	: HOSTNAME STRING		{ set_hostname(@2.first_line, $2); }
 		| QUEUE PATH STRING		{
 			(void)path_check(@3.first_line, "queue path", $3,
 			    p.conf->queue_path, sizeof(p.conf->queue_path));
+			free($3);
+		}
+		| QUEUE LIFETIME STRING	{
+			long long	n;
+
+			if (parse_duration($3, &n) == -1 || n < 60)
+				cfg_error(@3.first_line, "bad duration \"%s\" "
+				    "for queue lifetime: 1m to 365d", $3);
+			else
+				p.conf->queue_lifetime = (time_t)n;
+			free($3);
+		}
+		| QUEUE DELAYWARNING OFF	{ p.conf->delay_warning = 0; }
+		| QUEUE DELAYWARNING STRING	{
+			long long	n;
+
+			if (parse_duration($3, &n) == -1 || n < 1)
+				cfg_error(@3.first_line, "bad duration \"%s\" "
+				    "for queue delay-warning: 1s to 365d, "
+				    "or off", $3);
+			else
+				p.conf->delay_warning = (time_t)n;
 			free($3);
 		}
 		| QUEUE RETRY MIN STRING retrymax {
@@ -434,12 +458,14 @@ static const struct keyword keywords[] = {
 	{ "any",		ANY },
 	{ "chroot",		CHROOT },
 	{ "control",		CONTROL },
+	{ "delay-warning",	DELAYWARNING },
 	{ "deliver",		DELIVER },
 	{ "domain",		DOMAIN },
 	{ "for",		FOR },
 	{ "from",		FROM },
 	{ "group",		GROUP },
 	{ "hostname",		HOSTNAME },
+	{ "lifetime",		LIFETIME },
 	{ "limit",		LIMIT },
 	{ "listen",		LISTEN },
 	{ "local",		LOCAL },
@@ -1204,6 +1230,8 @@ table_file(int line, char *src)
 		    p.tbl->name, src + 5);
 		goto done;
 	}
+	if (p.flags & CONFIG_SKIP_TABLE_FILES)
+		goto done;
 	ctx.table = p.tbl->name;
 	ctx.line = line;
 	(void)table_load_file(p.tbl, src + 5, table_errfn_cb, &ctx);
@@ -1454,12 +1482,20 @@ match_end(int line, int reject, char *action)
 struct config *
 config_parse(const char *path, const char *text, struct config_errors *errs)
 {
+	return config_parse_flags(path, text, errs, 0);
+}
+
+struct config *
+config_parse_flags(const char *path, const char *text,
+    struct config_errors *errs, int flags)
+{
 	struct config	*conf;
 	char		**v;
 	size_t		 i;
 	int		 r;
 
 	memset(&p, 0, sizeof(p));
+	p.flags = flags;
 	p.path = path;
 	p.lineno = 1;
 	p.lastline = 1;

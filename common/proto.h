@@ -39,7 +39,8 @@ enum imsg_type {
 	IMSG_STATS_REP,		/* u32 n, n x (str name, u64 value); peerid echoed */
 	IMSG_BAD_PEER,		/* u32 kind, u32 slot: that peer sent garbage */
 
-	/* smtp-worker <-> policy; peerid = session id */
+	/* smtp-worker <-> policy, and queue <-> policy for the recipients of
+	 * notifications (RCPT only); peerid = session or request id */
 	IMSG_POLICY_MAIL,	/* str client_addr, u32 client_local, str helo,
 				   str auth_user, str sender */
 	IMSG_POLICY_MAIL_RES,	/* u32 code, str text ("2.1.0 Ok") */
@@ -55,7 +56,8 @@ enum imsg_type {
 				   its COMMIT */
 	IMSG_QUEUE_COMMIT,	/* str msgid, u64 size, str sender, str helo,
 				   str client_addr, str client_name, str auth_user,
-				   str proto, u32 n (total deliveries sent) */
+				   str proto, str envid, u32 ret (DSN_RET_*),
+				   u32 n (total deliveries sent) */
 	IMSG_QUEUE_COMMIT_RES,	/* u32 ok, str msgid, str text */
 	IMSG_QUEUE_ABORT,	/* str msgid */
 
@@ -77,7 +79,14 @@ enum imsg_type {
 				   str last_error */
 	IMSG_CTL_SHOW_STATS,	/* empty */
 	IMSG_CTL_STAT,		/* str name, u64 value */
-	IMSG_CTL_FLUSH,		/* empty */
+	IMSG_CTL_MSG_OP,	/* u32 op (enum ctl_op), str target: a queue id,
+				   "all", or for flush a domain; "" = all */
+	IMSG_CTL_SHOW_MESSAGE,	/* str msgid: QUEUE_ENTRY rows, TEXT, END */
+	IMSG_CTL_TEXT,		/* str text: a piece of a longer answer */
+	IMSG_CTL_PAUSE,		/* u32 what (CTL_PAUSE_*), u32 paused */
+	IMSG_CTL_STATUS,	/* empty: PROC rows, END */
+	IMSG_CTL_PROC,		/* str name, u32 slot, u32 pid, str user,
+				   i64 started, u32 restarts */
 	IMSG_CTL_RELOAD,	/* empty: as SIGHUP */
 	IMSG_CTL_RESULT,	/* u32 ok, str text */
 	IMSG_CTL_END,		/* empty: end of a listing */
@@ -86,6 +95,17 @@ enum imsg_type {
 };
 
 enum fd_rule { FD_NONE, FD_REQUIRED, FD_OPTIONAL };
+
+enum ctl_op {
+	CTL_OP_FLUSH = 1,	/* deferred recipients due now */
+	CTL_OP_SCHEDULE,	/* the same, for one message */
+	CTL_OP_HOLD,		/* not scheduled until released */
+	CTL_OP_RELEASE,
+	CTL_OP_REMOVE,		/* deleted without notification */
+	CTL_OP_MAX
+};
+#define CTL_PAUSE_SMTP		1
+#define CTL_PAUSE_DELIVERY	2
 
 #define P(kind)	(1u << (kind))
 

@@ -171,13 +171,69 @@ ctl_result(struct control_conn *cc, int ok, const char *text)
 }
 
 static void
-forward_to_queue(struct control_conn *cc, uint32_t type)
+forward_to_queue(struct control_conn *cc, struct imsg *imsg)
 {
 	if (master->queue.chan == NULL) {
 		ctl_result(cc, 0, "the queue process is not running");
 		return;
 	}
-	channel_send(master->queue.chan, type, cc->id, -1, NULL, 0);
+	channel_send(master->queue.chan, imsg->hdr.type, cc->id, -1,
+	    imsg->data, imsg->hdr.len);
+}
+
+static void
+status_one(struct child *c, void *arg)
+{
+	struct control_conn	*cc = arg;
+	struct mbuf		 m;
+
+	m_init(&m);
+	m_add_str(&m, proc_name(c->kind));
+	m_add_u32(&m, (uint32_t)c->slot);
+	m_add_u32(&m, (uint32_t)c->pid);
+	m_add_str(&m, master->conf->user[c->kind]);
+	m_add_i64(&m, (int64_t)c->started);
+	m_add_u32(&m, (uint32_t)c->restarts);
+	channel_send_m(cc->chan, IMSG_CTL_PROC, 0, -1, &m);
+	m_free(&m);
+}
+
+/* `mtactl status`: the master, then every child. */
+static void
+ctl_status(struct control_conn *cc)
+{
+	struct mbuf	 m;
+
+	m_init(&m);
+	m_add_str(&m, "master");
+	m_add_u32(&m, 0);
+	m_add_u32(&m, (uint32_t)getpid());
+	m_add_str(&m, "root");
+	m_add_i64(&m, (int64_t)master->started);
+	m_add_u32(&m, 0);
+	channel_send_m(cc->chan, IMSG_CTL_PROC, 0, -1, &m);
+	m_free(&m);
+	supervise_foreach(status_one, cc);
+	channel_send(cc->chan, IMSG_CTL_END, 0, -1, NULL, 0);
+}
+
+static int
+ctl_pause(struct control_conn *cc, struct imsg *imsg)
+{
+	struct mreader	 r;
+	uint32_t	 what, on;
+
+	m_reader(&r, imsg);
+	what = m_get_u32(&r);
+	on = m_get_u32(&r);
+	if (m_end(&r) == -1 || on > 1 ||
+	    (what != CTL_PAUSE_SMTP && what != CTL_PAUSE_DELIVERY))
+		return -1;
+	supervise_pause(what, (int)on);
+	ctl_result(cc, 1, what == CTL_PAUSE_SMTP ?
+	    (on ? "smtp paused: no new connections" : "smtp resumed") :
+	    (on ? "delivery paused" : "delivery resumed"));
+	return 0;
 }
 
 static void
@@ -190,8 +246,18 @@ control_dispatch(struct channel *chan, struct imsg *imsg)
 
 	switch (imsg->hdr.type) {
 	case IMSG_CTL_SHOW_QUEUE:
-	case IMSG_CTL_FLUSH:
-		forward_to_queue(cc, imsg->hdr.type);
+	case IMSG_CTL_MSG_OP:
+	case IMSG_CTL_SHOW_MESSAGE:
+		forward_to_queue(cc, imsg);
+		break;
+	case IMSG_CTL_PAUSE:
+		if (ctl_pause(cc, imsg) == -1) {
+			channel_malformed(chan, imsg);
+			return;
+		}
+		break;
+	case IMSG_CTL_STATUS:
+		ctl_status(cc);
 		break;
 	case IMSG_CTL_SHOW_STATS:
 		if (cc->stats_wanted)

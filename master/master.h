@@ -40,6 +40,8 @@ struct master {
 	struct child		 deliver[POOL_MAX];
 	/* policy processes replaced by a reload, still finishing */
 	struct child		 old_policy[4];
+	int			 paused_smtp;
+	int			 paused_delivery;
 };
 
 extern struct master	*master;
@@ -54,6 +56,9 @@ int	supervise_running(void);	/* children still alive */
 struct child *supervise_find_pid(pid_t);
 void	supervise_broadcast(uint32_t type, uint32_t peerid, const void *, size_t);
 int	supervise_count(void);
+void	supervise_foreach(void (*)(struct child *, void *), void *);
+/* mtactl pause/resume: remembered, and told to restarted children too. */
+void	supervise_pause(uint32_t what, int on);
 
 /* control.c */
 int	control_init(void);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "mda_child.h"
 
 /* What the child writes into the pipe: whole, in one piece. */
@@ -88,14 +89,16 @@ drop_to_user(uid_t uid, gid_t gid)
 	return 0;
 }
 
+#define CHILD_FDS	(MDA_CHILD_KEEP_MAX + 2)	/* + message, result */
+
 /* Closes every fd above stdio but those in keep (below 3: ignored). */
 static void
 close_other_fds(const int *keep, size_t nkeep)
 {
-	int		 sorted[4], lo = 3, t;
+	int		 sorted[CHILD_FDS], lo = 3, t;
 	size_t		 i, j, n = 0;
 
-	for (i = 0; i < nkeep && n < 4; i++)
+	for (i = 0; i < nkeep && n < CHILD_FDS; i++)
 		if (keep[i] >= 3)
 			sorted[n++] = keep[i];
 	for (i = 1; i < n; i++)
@@ -134,20 +137,21 @@ child_signals(void)
 }
 
 static void __attribute__((noreturn))
-child_main(const struct mda_request *req, int keepfd, mda_work_fn work,
-    void *arg, int resfd, pid_t parent)
+child_main(const struct mda_request *req, const int *keepfds, size_t nkeep,
+    mda_work_fn work, void *arg, int resfd, pid_t parent)
 {
 	struct mda_result	 res;
-	int			 keep[3];
-	size_t			 off = 0;
+	int			 keep[CHILD_FDS];
+	size_t			 i, off = 0;
 	ssize_t			 n;
 
 	memset(&res, 0, sizeof(res));
 	keep[0] = req->msgfd;
-	keep[1] = keepfd;
-	keep[2] = resfd;
+	keep[1] = resfd;
+	for (i = 0; i < nkeep; i++)
+		keep[i + 2] = keepfds[i];
 	child_signals();
-	close_other_fds(keep, 3);
+	close_other_fds(keep, nkeep + 2);
 	umask(077);
 	if (drop_to_user(req->uid, req->gid) == -1) {
 		res.status = mda_fail(DLV_TEMPFAIL, res.err, sizeof(res.err),
@@ -173,8 +177,8 @@ child_main(const struct mda_request *req, int keepfd, mda_work_fn work,
 /* ---- the helper ---- */
 
 /*
- * Only pipe2, sigaction and fork fail here, never with a quota or space
- * error, so the reason is always the plain 4.3.0 one.
+ * The helper's own steps (pipe2, sigaction, fork, opening the marker) are
+ * no fault of the mailbox: the reason is always the plain 4.3.0 one.
  */
 static int
 run_fail(int errnum, const char *what, const char *path, char *err,
@@ -204,8 +208,8 @@ read_result(int fd, struct mda_result *res)
 }
 
 int
-mda_child_run(const struct mda_request *req, int keepfd, mda_work_fn work,
-    void *arg, char *err, size_t errsz)
+mda_child_run(const struct mda_request *req, const int *keep, size_t nkeep,
+    mda_work_fn work, void *arg, char *err, size_t errsz)
 {
 	struct mda_result	 res;
 	struct sigaction	 sa, osa;
@@ -213,6 +217,9 @@ mda_child_run(const struct mda_request *req, int keepfd, mda_work_fn work,
 	pid_t			 pid, parent = getpid();
 	int			 p[2], wstatus = 0, reaped = 0;
 
+	if (nkeep > MDA_CHILD_KEEP_MAX)
+		return run_fail(EINVAL, "too many descriptors to deliver to",
+		    req->path, err, errsz);
 	if (pipe2(p, O_CLOEXEC) == -1)
 		return run_fail(errno, "cannot make a pipe for", req->path,
 		    err, errsz);
@@ -237,7 +244,7 @@ mda_child_run(const struct mda_request *req, int keepfd, mda_work_fn work,
 	}
 	if (pid == 0) {
 		close(p[0]);
-		child_main(req, keepfd, work, arg, p[1], parent);
+		child_main(req, keep, nkeep, work, arg, p[1], parent);
 	}
 	close(p[1]);
 	got = read_result(p[0], &res);
@@ -262,4 +269,155 @@ mda_child_run(const struct mda_request *req, int keepfd, mda_work_fn work,
 	res.err[sizeof(res.err) - 1] = '\0';
 	strlcpy(err, res.err, errsz);
 	return res.status;
+}
+
+ssize_t
+mda_pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	size_t	 got = 0;
+	ssize_t	 n;
+
+	while (got < len) {
+		n = pread(fd, (char *)buf + got, len - got, off + (off_t)got);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+int
+mda_split_path(const char *path, char *dir, size_t dirsz, char *base,
+    size_t basesz)
+{
+	const char	*slash;
+	size_t		 dirlen;
+
+	if (path[0] != '/' || (slash = strrchr(path, '/')) == NULL)
+		return -1;
+	if (slash[1] == '\0' || strcmp(slash + 1, ".") == 0 ||
+	    strcmp(slash + 1, "..") == 0 ||
+	    strlcpy(base, slash + 1, basesz) >= basesz)
+		return -1;
+	dirlen = slash == path ? 1 : (size_t)(slash - path);
+	if (dirlen >= dirsz)
+		return -1;
+	memcpy(dir, path, dirlen);
+	dir[dirlen] = '\0';
+	return 0;
+}
+
+/* ---- the intent marker ---- */
+
+/*
+ * The marker's directory belongs to another account, which could plant a
+ * hard link there for root to open: only a file root made is used.
+ */
+static int
+marker_check(int fd, const char *path, char *err, size_t errsz)
+{
+	struct stat	 st;
+
+	if (fstat(fd, &st) == -1)
+		return run_fail(errno, "cannot stat delivery marker", path, err,
+		    errsz);
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    st.st_uid != geteuid())
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
+		    "4.3.0 delivery marker %s is not a file of ours", path);
+	return DLV_OK;
+}
+
+int
+mda_marker_open(const struct mda_request *req, struct mda_marker *m,
+    char *err, size_t errsz)
+{
+	char	 dir[PATH_MAX], base[NAME_MAX + 1];
+	int	 status;
+
+	m->fd = m->dirfd = -1;
+	if (req->marker[0] == '\0')
+		return DLV_OK;
+	if (mda_split_path(req->marker, dir, sizeof(dir), base,
+	    sizeof(base)) == -1)
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
+		    "4.3.5 bad delivery marker path \"%s\"", req->marker);
+	if ((m->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return run_fail(errno, "cannot open directory of delivery "
+		    "marker", req->marker, err, errsz);
+	m->fd = openat(m->dirfd, base, O_RDWR | O_CREAT | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (m->fd == -1)
+		status = run_fail(errno, "cannot open delivery marker",
+		    req->marker, err, errsz);
+	else
+		status = marker_check(m->fd, req->marker, err, errsz);
+	if (status != DLV_OK)
+		mda_marker_close(m);
+	return status;
+}
+
+void
+mda_marker_close(struct mda_marker *m)
+{
+	if (m->fd != -1)
+		close(m->fd);
+	if (m->dirfd != -1)
+		close(m->dirfd);
+	m->fd = m->dirfd = -1;
+}
+
+int
+mda_marker_read(const struct mda_marker *m, char *buf, size_t bufsz)
+{
+	ssize_t	 n;
+	size_t	 got;
+
+	if (bufsz == 0)
+		return 0;
+	buf[0] = '\0';
+	if (m->fd == -1)
+		return 0;
+	/* One byte more than fits: a longer text is none of ours. */
+	if ((n = mda_pread_full(m->fd, buf, bufsz, 0)) == -1)
+		return -1;
+	got = (size_t)n;
+	if (got == bufsz || memchr(buf, '\0', got) != NULL) {
+		log_warnx("mda: delivery marker holds no text of ours: "
+		    "ignored");
+		got = 0;
+	}
+	buf[got] = '\0';
+	return 0;
+}
+
+int
+mda_marker_write(const struct mda_marker *m, const char *text)
+{
+	size_t	 len = strlen(text), off = 0;
+	ssize_t	 n;
+
+	if (m->fd == -1)
+		return 0;
+	if (ftruncate(m->fd, 0) == -1)
+		return -1;
+	while (off < len) {
+		n = pwrite(m->fd, text + off, len - off, (off_t)off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (fdatasync(m->fd) == -1 || fsync(m->dirfd) == -1)
+		return -1;
+	return 0;
 }

@@ -15,6 +15,12 @@
  * tmp/UNIQUE, fsync it, link it into new/ (rename where hard links are not
  * supported), remove the tmp/ name, fsync new/.  A failure removes what was
  * written, so the maildir is left as it was.
+ *
+ * Exactly once across crashes: before the link into new/, "maildir\n" is
+ * written durably into the delivery intent marker (mda.h).  An attempt that
+ * finds it looks in new/ and cur/ for a file of this message (its name
+ * holds _Q<msgid>.) for this recipient (its Delivered-To line); if there is
+ * one, the message is not delivered again.
  */
 #include "autoconf.h"
 
@@ -22,6 +28,7 @@
 #include <sys/types.h>
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -37,6 +44,15 @@
 #include "mda_write.h"
 
 #define MD_HOST_MAX	256
+#define MD_HEAD_MAX	4096	/* read of a file to know its recipient */
+
+/* The maildir's directories, open during a delivery. */
+struct md_dirs {
+	int		 dfd;
+	int		 tmpfd;
+	int		 newfd;
+	int		 curfd;
+};
 
 /* An I/O error in the maildir, with its RFC 3463 code. */
 static int
@@ -159,16 +175,33 @@ md_subdir(int dfd, const char *path, const char *name, int *fdp,
 }
 
 /*
+ * "_Qmsgid.", what names this message's files.  The message id comes from
+ * a worker: only its alphanumerics are used.
+ */
+static void
+md_msgid_tag(const struct mda_request *req, char *tag, size_t tagsz)
+{
+	char	 msgid[MSGID_SIZE];
+	size_t	 i, j;
+
+	for (i = j = 0; i < sizeof(req->msgid) - 1 &&
+	    req->msgid[i] != '\0'; i++)
+		if (isalnum((unsigned char)req->msgid[i]))
+			msgid[j++] = req->msgid[i];
+	msgid[j] = '\0';
+	snprintf(tag, tagsz, "_Q%s.", msgid);
+}
+
+/*
  * TIME.MusecPpid_Qmsgid.HOST: unique because one process makes one delivery
  * and pids are not reused within a microsecond.  '/' and ':' in the host
- * name are written \057 and \072, as the spec says.  The message id comes
- * from a worker: only its alphanumerics are used.
+ * name are written \057 and \072, as the spec says.
  */
 static int
 md_unique_name(const struct mda_request *req, char *name, size_t namesz)
 {
 	char		 host[MD_HOST_MAX], ehost[MD_HOST_MAX * 4 + 1];
-	char		 msgid[MSGID_SIZE];
+	char		 tag[MSGID_SIZE + 4];
 	struct timespec	 ts;
 	size_t		 i, j = 0;
 	int		 n;
@@ -185,15 +218,11 @@ md_unique_name(const struct mda_request *req, char *name, size_t namesz)
 			ehost[j++] = host[i];
 	}
 	ehost[j] = '\0';
-	for (i = j = 0; i < sizeof(req->msgid) - 1 &&
-	    req->msgid[i] != '\0'; i++)
-		if (isalnum((unsigned char)req->msgid[i]))
-			msgid[j++] = req->msgid[i];
-	msgid[j] = '\0';
+	md_msgid_tag(req, tag, sizeof(tag));
 	if (clock_gettime(CLOCK_REALTIME, &ts) == -1)
 		return -1;
-	n = snprintf(name, namesz, "%lld.M%06ldP%ld_Q%s.%s",
-	    (long long)ts.tv_sec, ts.tv_nsec / 1000, (long)getpid(), msgid,
+	n = snprintf(name, namesz, "%lld.M%06ldP%ld%s%s",
+	    (long long)ts.tv_sec, ts.tv_nsec / 1000, (long)getpid(), tag,
 	    ehost);
 	if (n < 0 || (size_t)n >= namesz) {
 		errno = ENAMETOOLONG;
@@ -214,11 +243,7 @@ md_write(int fd, const struct mda_request *req, const char *tmppath,
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return md_io_fail(errno, "no memory for", tmppath, err, errsz);
 	o->fd = fd;
-	mda_out_puts(o, "Return-Path: <");
-	mda_out_addr(o, req->sender, 0);
-	mda_out_puts(o, ">\nDelivered-To: ");
-	mda_out_addr(o, req->dlv.rcpt, 0);
-	mda_out_putc(o, '\n');
+	mda_out_envelope(o, req->sender, req->dlv.rcpt);
 	rerr = mda_out_message(o, req->msgfd, NULL, NULL);
 	mda_out_flush(o);
 	if (rerr != 0)
@@ -248,15 +273,171 @@ md_move(int tmpfd, int newfd, const char *name)
 	return -1;
 }
 
+/* 1 if the file name in dirfd begins with the header line dlvto. */
+static int
+md_file_is_for(int dirfd, const char *name, const char *dlvto)
+{
+	char		 buf[MD_HEAD_MAX];
+	struct stat	 st;
+	ssize_t		 n = -1;
+	int		 fd;
+
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	if (fd == -1)
+		return 0;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		n = mda_pread_full(fd, buf, sizeof(buf), 0);
+	close(fd);
+	return n > 0 && memmem(buf, mda_head_len(buf, (size_t)n), dlvto,
+	    strlen(dlvto)) != NULL;
+}
+
+/*
+ * 1 if the directory fd (new/ or cur/) holds a file of this
+ * message for this recipient; 0 if not, -1 (errno) if it cannot be read.
+ */
+static int
+md_find(int fd, const char *tag, const char *dlvto)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 dfd, found = 0;
+
+	/* An fd of its own: readdir moves the offset, closedir closes. */
+	if ((dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	if ((d = fdopendir(dfd)) == NULL) {
+		close(dfd);
+		return -1;
+	}
+	errno = 0;
+	while (!found && (de = readdir(d)) != NULL)
+		found = strstr(de->d_name, tag) != NULL &&
+		    md_file_is_for(fd, de->d_name, dlvto);
+	if (!found && errno != 0)
+		found = -1;
+	closedir(d);
+	return found;
+}
+
+/*
+ * *done if the marker says an earlier attempt got as far as the link into
+ * new/ and the file it linked is there (in new/, or cur/ once read).
+ */
+static int
+md_recover(const struct mda_request *req, const struct mda_marker *m,
+    const struct md_dirs *md, const char *path, int *done, char *err,
+    size_t errsz)
+{
+	char	 prev[MDA_MARKER_MAX], tag[MSGID_SIZE + 4];
+	char	 dlvto[ADDR_MAX + 24];
+	int	 rv;
+
+	*done = 0;
+	if (mda_marker_read(m, prev, sizeof(prev)) == -1)
+		return mda_io_fail(errno, "delivery marker",
+		    "cannot read delivery marker", req->marker, err, errsz);
+	md_msgid_tag(req, tag, sizeof(tag));
+	if (strcmp(prev, "maildir\n") != 0 || strcmp(tag, "_Q.") == 0)
+		return DLV_OK;
+	mda_dlvto_line(dlvto, sizeof(dlvto), req->dlv.rcpt);
+	if ((rv = md_find(md->newfd, tag, dlvto)) == 0)
+		rv = md_find(md->curfd, tag, dlvto);
+	if (rv == -1)
+		return md_io_fail(errno, "cannot read", path, err, errsz);
+	*done = rv;
+	return DLV_OK;
+}
+
+/* Opens the maildir and its tmp, new and cur, creating what is missing. */
+static int
+md_open_all(const char *path, struct md_dirs *md, char *err, size_t errsz)
+{
+	int	 created = 0, status;
+
+	if ((status = md_open(path, &md->dfd, err, errsz)) != DLV_OK)
+		return status;
+	if ((status = md_subdir(md->dfd, path, "tmp", &md->tmpfd, &created,
+	    err, errsz)) != DLV_OK ||
+	    (status = md_subdir(md->dfd, path, "new", &md->newfd, &created,
+	    err, errsz)) != DLV_OK ||
+	    (status = md_subdir(md->dfd, path, "cur", &md->curfd, &created,
+	    err, errsz)) != DLV_OK)
+		return status;
+	if (created && fsync(md->dfd) == -1)
+		return md_io_fail(errno, "cannot sync maildir", path, err,
+		    errsz);
+	return DLV_OK;
+}
+
+static void
+md_close_all(struct md_dirs *md)
+{
+	if (md->curfd != -1)
+		close(md->curfd);
+	if (md->newfd != -1)
+		close(md->newfd);
+	if (md->tmpfd != -1)
+		close(md->tmpfd);
+	if (md->dfd != -1)
+		close(md->dfd);
+}
+
+/*
+ * Writes the message into tmp/, says so in the marker and links it into
+ * new/, durably.
+ */
+static int
+md_store(const struct mda_request *req, const struct mda_marker *m,
+    const struct md_dirs *md, const char *path, char *err, size_t errsz)
+{
+	char	 name[NAME_MAX + 1];
+	char	 tmppath[PATH_MAX + NAME_MAX + 8];	/* for errors */
+	int	 fd, status;
+
+	if (md_unique_name(req, name, sizeof(name)) == -1)
+		return md_io_fail(errno, "cannot name a file in", path, err,
+		    errsz);
+	snprintf(tmppath, sizeof(tmppath), "%s/tmp/%s", path, name);
+	if ((fd = openat(md->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600)) == -1)
+		return md_io_fail(errno, "cannot create", tmppath, err, errsz);
+	status = md_write(fd, req, tmppath, err, errsz);
+	if (close(fd) == -1 && status == DLV_OK)
+		status = md_io_fail(errno, "cannot write", tmppath, err,
+		    errsz);
+	if (status == DLV_OK && mda_marker_write(m, "maildir\n") == -1)
+		status = mda_io_fail(errno, "delivery marker",
+		    "cannot write delivery marker", req->marker, err, errsz);
+	if (status == DLV_OK && md_move(md->tmpfd, md->newfd, name) == -1)
+		status = md_io_fail(errno, "cannot move into new/", tmppath,
+		    err, errsz);
+	if (status != DLV_OK) {
+		if (unlinkat(md->tmpfd, name, 0) == -1 && errno != ENOENT)
+			log_warn("maildir: cannot remove %s", tmppath);
+		return status;
+	}
+	if (fsync(md->newfd) == -1) {
+		status = md_io_fail(errno, "cannot sync new/ of", path, err,
+		    errsz);
+		/* Not known to be durable: take it back, it will be retried. */
+		if (unlinkat(md->newfd, name, 0) == -1)
+			log_warn("maildir: cannot remove %s/new/%s", path,
+			    name);
+	}
+	return status;
+}
+
 /* The whole delivery, in the child, as the user. */
 static int
 md_deliver(const struct mda_request *req, void *arg, char *err, size_t errsz)
 {
-	char		 path[PATH_MAX], name[NAME_MAX + 1];
-	char		 tmppath[PATH_MAX + NAME_MAX + 8];	/* for errors */
-	size_t		 len;
-	int		 dfd = -1, tmpfd = -1, newfd = -1, fd = -1;
-	int		 created = 0, status;
+	const struct mda_marker	*m = arg;
+	struct md_dirs		 md = { -1, -1, -1, -1 };
+	char			 path[PATH_MAX];
+	size_t			 len;
+	int			 done, status;
 
 	/* No trailing '/': lstat would follow a symlink through it. */
 	if (req->path[0] != '/' ||
@@ -266,68 +447,38 @@ md_deliver(const struct mda_request *req, void *arg, char *err, size_t errsz)
 	for (len = strlen(path); len > 1 && path[len - 1] == '/'; len--)
 		path[len - 1] = '\0';
 
-	if ((status = md_open(path, &dfd, err, errsz)) != DLV_OK)
-		return status;
-	if ((status = md_subdir(dfd, path, "tmp", &tmpfd, &created, err,
-	    errsz)) != DLV_OK ||
-	    (status = md_subdir(dfd, path, "new", &newfd, &created, err,
-	    errsz)) != DLV_OK ||
-	    (status = md_subdir(dfd, path, "cur", NULL, &created, err,
-	    errsz)) != DLV_OK)
-		goto done;
-	if (created && fsync(dfd) == -1) {
-		status = md_io_fail(errno, "cannot sync maildir", path, err,
-		    errsz);
-		goto done;
+	if ((status = md_open_all(path, &md, err, errsz)) == DLV_OK &&
+	    (status = md_recover(req, m, &md, path, &done, err, errsz)) ==
+	    DLV_OK) {
+		if (!done)
+			status = md_store(req, m, &md, path, err, errsz);
+		else {
+			log_info("maildir: %s: already delivered to %s",
+			    req->msgid, path);
+			status = mda_fail(DLV_OK, err, errsz, "2.0.0 already "
+			    "delivered (recovered after a crash)");
+		}
 	}
-	if (md_unique_name(req, name, sizeof(name)) == -1) {
-		status = md_io_fail(errno, "cannot name a file in", path, err,
-		    errsz);
-		goto done;
-	}
-	snprintf(tmppath, sizeof(tmppath), "%s/tmp/%s", path, name);
-	if ((fd = openat(tmpfd, name, O_WRONLY | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, 0600)) == -1) {
-		status = md_io_fail(errno, "cannot create", tmppath, err,
-		    errsz);
-		goto done;
-	}
-	status = md_write(fd, req, tmppath, err, errsz);
-	if (close(fd) == -1 && status == DLV_OK)
-		status = md_io_fail(errno, "cannot write", tmppath, err,
-		    errsz);
-	if (status == DLV_OK && md_move(tmpfd, newfd, name) == -1)
-		status = md_io_fail(errno, "cannot move into new/", tmppath,
-		    err, errsz);
-	if (status != DLV_OK) {
-		if (unlinkat(tmpfd, name, 0) == -1 && errno != ENOENT)
-			log_warn("maildir: cannot remove %s", tmppath);
-		goto done;
-	}
-	if (fsync(newfd) == -1) {
-		status = md_io_fail(errno, "cannot sync new/ of", path, err,
-		    errsz);
-		/* Not known to be durable: take it back, it will be retried. */
-		if (unlinkat(newfd, name, 0) == -1)
-			log_warn("maildir: cannot remove %s/new/%s", path,
-			    name);
-	}
-done:
-	if (newfd != -1)
-		close(newfd);
-	if (tmpfd != -1)
-		close(tmpfd);
-	close(dfd);
+	md_close_all(&md);
 	return status;
 }
 
 int
 mda_maildir(const struct mda_request *req, char *err, size_t errsz)
 {
+	struct mda_marker	 m;
+	int			 keep[2], status;
+
 	if (errsz > 0)
 		err[0] = '\0';
 	if (req->uid == (uid_t)-1 || req->gid == (gid_t)-1)
 		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.5 no account for maildir %s", req->path);
-	return mda_child_run(req, -1, md_deliver, NULL, err, errsz);
+	if ((status = mda_marker_open(req, &m, err, errsz)) != DLV_OK)
+		return status;
+	keep[0] = m.fd;
+	keep[1] = m.dirfd;
+	status = mda_child_run(req, keep, 2, md_deliver, &m, err, errsz);
+	mda_marker_close(&m);
+	return status;
 }

@@ -24,16 +24,33 @@
  * Format (mboxrd): "From SENDER DATE", Return-Path and Delivered-To, the
  * message with CRLF turned into LF and every line matching ^>*From quoted
  * with one more '>', a final newline if missing, and an empty line.
+ *
+ * Exactly once across crashes.  A crash after the record is fsynced but
+ * before the queue has recorded the delivery must not deliver it again, and
+ * one in the middle of the append must not leave half of it.  So before the
+ * first byte, the child writes where the record goes into the delivery
+ * intent marker (mda.h), durably: "mbox DEV INO OFFSET LENGTH\n", LENGTH
+ * counted by a first pass through the same conversion.  A later attempt
+ * that finds a marker looks at the mailbox under its locks: the whole record
+ * there (our From_ line, our Delivered-To and " id MSGID" in its header
+ * block, ending where the marker says) means done; the start of our record
+ * at the end of the file means an append cut short, which is cut off and
+ * made again.  Anything else is left alone and the message appended.
+ *
+ * Dotlocks hold the pid of their maker ("%d\n"), so that one left by a
+ * killed helper is removed at once rather than after the age limit.
  */
 #include "autoconf.h"
 
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +72,14 @@ unsigned int	mda_mbox_lock_wait_ms = 10000;
 #define MBOX_LOCK_POLL_MS	100
 #define MBOX_LOCK_STALE_SECS	300	/* an older dotlock is removed */
 #define MBOX_LOCK_SUFFIX	".lock"
+#define MBOX_HEAD_MAX		MDA_IOBUF	/* read to know a record */
+
+/* What tells this delivery's record from any other. */
+struct mbox_ident {
+	char		 from[ADDR_MAX + 8];	/* "From SENDER " */
+	char		 dlvto[ADDR_MAX + 24];	/* "\nDelivered-To: RCPT\n" */
+	char		 id[MSGID_SIZE + 8];	/* " id MSGID" (Received:) */
+};
 
 struct mbox_job {
 	const struct mda_request *req;
@@ -65,6 +90,17 @@ struct mbox_job {
 	int		 prepared;		/* root locked and checked it */
 	dev_t		 dev;			/* what root checked */
 	ino_t		 ino;
+	struct mda_marker marker;
+	struct mbox_ident ident;
+};
+
+/* Compares a record being made with what the mailbox holds (a sink). */
+struct mbox_cmp {
+	int		 fd;
+	off_t		 off;		/* the next mailbox byte to compare */
+	off_t		 end;		/* the end of the mailbox */
+	int		 verdict;	/* 1 same up to end, 0 not, -1 error */
+	int		 err;		/* errno of a failed read */
 };
 
 /* Line-start state for the ^>*From quoting filter. */
@@ -117,24 +153,25 @@ mbox_sleep_ms(unsigned int ms)
 static int
 mbox_split(const char *path, struct mbox_job *job)
 {
-	const char	*slash;
-	size_t		 dirlen;
-
-	if (path[0] != '/' || strlen(path) >= PATH_MAX)
-		return -1;
-	slash = strrchr(path, '/');
-	if (slash[1] == '\0' || strcmp(slash + 1, ".") == 0 ||
-	    strcmp(slash + 1, "..") == 0)
-		return -1;
-	if (strlcpy(job->base, slash + 1, sizeof(job->base)) >=
-	    sizeof(job->base) ||
+	if (strlen(path) >= PATH_MAX ||
+	    mda_split_path(path, job->dir, sizeof(job->dir), job->base,
+	    sizeof(job->base)) == -1 ||
 	    snprintf(job->lockname, sizeof(job->lockname), "%s%s", job->base,
 	    MBOX_LOCK_SUFFIX) >= (int)sizeof(job->lockname))
 		return -1;
-	dirlen = slash == path ? 1 : (size_t)(slash - path);
-	memcpy(job->dir, path, dirlen);
-	job->dir[dirlen] = '\0';
 	return 0;
+}
+
+static void
+mbox_ident(const struct mda_request *req, struct mbox_ident *id)
+{
+	char	 addr[ADDR_MAX];
+
+	mda_addr_copy(addr, sizeof(addr), req->sender[0] ? req->sender :
+	    "MAILER-DAEMON", 1);
+	snprintf(id->from, sizeof(id->from), "From %s ", addr);
+	mda_dlvto_line(id->dlvto, sizeof(id->dlvto), req->dlv.rcpt);
+	snprintf(id->id, sizeof(id->id), " id %s", req->msgid);
 }
 
 /*
@@ -207,6 +244,99 @@ mbox_open_dir(struct mbox_job *job, int *dirfd, char *err, size_t errsz)
 	return DLV_OK;
 }
 
+/* Our pid in the dotlock just made: once we are gone, it is stale. */
+static void
+mbox_lock_put_pid(int fd, const char *path)
+{
+	char	 buf[32];
+	int	 len;
+
+	len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)len) != len)
+		log_warn("mbox: cannot write pid into %s%s", path,
+		    MBOX_LOCK_SUFFIX);
+}
+
+/*
+ * The pid in the dotlock st describes ("%d\n", as we and liblockfile write
+ * it); 0 when there is none to read (other MUAs write nothing).
+ */
+static pid_t
+mbox_lock_pid(int dirfd, const char *lockname, const struct stat *st)
+{
+	char		 buf[24], *end;
+	struct stat	 fst;
+	ssize_t		 n = -1;
+	long		 pid;
+	int		 fd;
+
+	fd = openat(dirfd, lockname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	if (fd == -1)
+		return 0;
+	/* Another lock made since is not the one looked at. */
+	if (fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode) &&
+	    fst.st_dev == st->st_dev && fst.st_ino == st->st_ino)
+		n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || !isdigit((unsigned char)buf[0]))
+		return 0;
+	buf[n] = '\0';
+	errno = 0;
+	pid = strtol(buf, &end, 10);
+	if (errno != 0 || (*end != '\0' && strcmp(end, "\n") != 0) ||
+	    pid <= 0 || pid > INT_MAX)
+		return 0;
+	return (pid_t)pid;
+}
+
+/*
+ * Whether the dotlock in the way (described into *st) may be removed: the
+ * pid it holds names no process, or it is older than the limit (a maker
+ * that writes no pid, a hung one, a pid reused after a reboot).
+ */
+static int
+mbox_lock_is_stale(int dirfd, const char *lockname, struct stat *st)
+{
+	pid_t	 pid;
+
+	if (fstatat(dirfd, lockname, st, AT_SYMLINK_NOFOLLOW) == -1)
+		return 0;
+	if (time(NULL) - st->st_mtime > MBOX_LOCK_STALE_SECS)
+		return 1;
+	if ((pid = mbox_lock_pid(dirfd, lockname, st)) == 0)
+		return 0;
+	return kill(pid, 0) == -1 && errno == ESRCH;
+}
+
+/*
+ * Removes the stale dotlock st describes, unless another has taken its
+ * place; 1 if it is gone (try again at once), 0 if not.
+ */
+static int
+mbox_lock_break(int dirfd, const struct mbox_job *job, const struct stat *st)
+{
+	const char	*path = job->req->path;
+	struct stat	 now;
+
+	if (fstatat(dirfd, job->lockname, &now, AT_SYMLINK_NOFOLLOW) == -1)
+		return errno == ENOENT;
+	if (now.st_dev != st->st_dev || now.st_ino != st->st_ino ||
+	    now.st_ctim.tv_sec != st->st_ctim.tv_sec ||
+	    now.st_ctim.tv_nsec != st->st_ctim.tv_nsec)
+		return 0;
+	if (unlinkat(dirfd, job->lockname, 0) == 0) {
+		log_info("mbox: removed stale lock %s%s", path,
+		    MBOX_LOCK_SUFFIX);
+		return 1;
+	}
+	if (errno == ENOENT)
+		return 1;
+	log_warn("mbox: cannot remove stale lock %s%s", path,
+	    MBOX_LOCK_SUFFIX);
+	return 0;
+}
+
 /* Takes PATH.lock, waiting a bounded time; removes a stale one. */
 static int
 mbox_dotlock(int dirfd, const struct mbox_job *job, char *err, size_t errsz)
@@ -223,6 +353,7 @@ mbox_dotlock(int dirfd, const struct mbox_job *job, char *err, size_t errsz)
 		fd = openat(dirfd, job->lockname, O_WRONLY | O_CREAT | O_EXCL |
 		    O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd != -1) {
+			mbox_lock_put_pid(fd, path);
 			if (close(fd) == -1)
 				log_warn("mbox: close %s%s", path,
 				    MBOX_LOCK_SUFFIX);
@@ -233,19 +364,9 @@ mbox_dotlock(int dirfd, const struct mbox_job *job, char *err, size_t errsz)
 		if (errno != EEXIST)
 			return mbox_io_fail(errno, "cannot create lock for",
 			    path, err, errsz);
-		if (fstatat(dirfd, job->lockname, &st,
-		    AT_SYMLINK_NOFOLLOW) == 0 &&
-		    time(NULL) - st.st_mtime > MBOX_LOCK_STALE_SECS) {
-			if (unlinkat(dirfd, job->lockname, 0) == 0) {
-				log_info("mbox: removed stale lock %s%s", path,
-				    MBOX_LOCK_SUFFIX);
-				continue;
-			}
-			if (errno == ENOENT)
-				continue;
-			log_warn("mbox: cannot remove stale lock %s%s", path,
-			    MBOX_LOCK_SUFFIX);
-		}
+		if (mbox_lock_is_stale(dirfd, job->lockname, &st) &&
+		    mbox_lock_break(dirfd, job, &st))
+			continue;
 		if (mbox_elapsed_ms(&start) >= mda_mbox_lock_wait_ms)
 			return mda_fail(DLV_TEMPFAIL, err, errsz,
 			    "4.2.0 mailbox %s is locked", path);
@@ -412,62 +533,351 @@ mbox_date(char *buf, size_t bufsz)
 	    tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
 }
 
-/*
- * Appends one message to the locked mailbox fd; on any error truncates it
- * back to where it was, so that no half message is ever left.
- */
+/* The mboxrd record of this delivery, its From_ line dated date. */
 static int
-mbox_write(int fd, const struct mda_request *req, char *err, size_t errsz)
+mbox_record(struct mda_out *o, const struct mbox_job *job, const char *date)
 {
-	struct mda_out		*o;
 	struct mbox_filter	 f = { .bol = 1 };
-	struct stat		 st;
-	char			 date[64];
-	int			 rerr, status = DLV_OK;
+	int			 rerr;
 
-	if (fstat(fd, &st) == -1)
-		return mbox_io_fail(errno, "cannot stat mailbox", req->path,
-		    err, errsz);
-	/* In the child only, which exits soon: the buffer is 64 KiB. */
-	if ((o = calloc(1, sizeof(*o))) == NULL)
-		return mbox_io_fail(errno, "no memory for", req->path, err,
-		    errsz);
-	o->fd = fd;
-
-	mbox_date(date, sizeof(date));
-	mda_out_puts(o, "From ");
-	mda_out_addr(o, req->sender[0] ? req->sender : "MAILER-DAEMON", 1);
-	mda_out_putc(o, ' ');
+	mda_out_puts(o, job->ident.from);
 	mda_out_puts(o, date);
-	mda_out_puts(o, "\nReturn-Path: <");
-	mda_out_addr(o, req->sender, 0);
-	mda_out_puts(o, ">\nDelivered-To: ");
-	mda_out_addr(o, req->dlv.rcpt, 0);
 	mda_out_putc(o, '\n');
-
-	if ((rerr = mda_out_message(o, req->msgfd, filter_byte, &f)) == 0) {
+	mda_out_envelope(o, job->req->sender, job->req->dlv.rcpt);
+	if ((rerr = mda_out_message(o, job->req->msgfd, filter_byte, &f)) ==
+	    0) {
 		filter_end(&f, o);
 		mda_out_flush(o);
 	}
+	return rerr;
+}
+
+/* Says durably where the record goes, before the first byte of it. */
+static int
+mbox_mark(const struct mbox_job *job, const struct stat *st, off_t len,
+    char *err, size_t errsz)
+{
+	char	 text[MDA_MARKER_MAX];
+
+	if (job->marker.fd == -1)
+		return DLV_OK;
+	snprintf(text, sizeof(text), "mbox %llu %llu %lld %lld\n",
+	    (unsigned long long)st->st_dev, (unsigned long long)st->st_ino,
+	    (long long)st->st_size, (long long)len);
+	if (mda_marker_write(&job->marker, text) == -1)
+		return mda_io_fail(errno, "delivery marker",
+		    "cannot write delivery marker", job->req->marker, err,
+		    errsz);
+	return DLV_OK;
+}
+
+/* How the append went: the whole record, as counted, and fsynced. */
+static int
+mbox_written(int fd, const struct mda_out *o, int rerr, off_t len,
+    const char *path, char *err, size_t errsz)
+{
 	if (rerr != 0)
-		status = mda_fail(DLV_TEMPFAIL, err, errsz,
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.0 cannot read message: %s", strerror(rerr));
-	else if (o->err != 0)
-		status = mbox_io_fail(o->err, "cannot write mailbox",
-		    req->path, err, errsz);
-	else if (fsync(fd) == -1)
-		status = mbox_io_fail(errno, "cannot sync mailbox", req->path,
-		    err, errsz);
+	if (o->err != 0)
+		return mbox_io_fail(o->err, "cannot write mailbox", path, err,
+		    errsz);
+	if (o->total != len)
+		return mda_fail(DLV_TEMPFAIL, err, errsz,
+		    "4.3.0 message changed while delivered to %s", path);
+	if (fsync(fd) == -1)
+		return mbox_io_fail(errno, "cannot sync mailbox", path, err,
+		    errsz);
+	return DLV_OK;
+}
+
+/*
+ * Appends one message to the locked mailbox fd, after the marker says
+ * where; on any error truncates it back to where it was, so that no half
+ * message is ever left.
+ */
+static int
+mbox_write(int fd, const struct mbox_job *job, char *err, size_t errsz)
+{
+	const char	*path = job->req->path;
+	struct mda_out	*o;
+	struct stat	 st;
+	char		 date[64];
+	off_t		 len = 0;
+	int		 rerr, status;
+
+	if (fstat(fd, &st) == -1)
+		return mbox_io_fail(errno, "cannot stat mailbox", path, err,
+		    errsz);
+	/* In the child only, which exits soon: the buffer is 64 KiB. */
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		return mbox_io_fail(errno, "no memory for", path, err, errsz);
+	mbox_date(date, sizeof(date));
+
+	/* A first pass only counts (fd -1): the marker holds the length. */
+	o->fd = -1;
+	if ((rerr = mbox_record(o, job, date)) != 0)
+		status = mbox_written(fd, o, rerr, len, path, err, errsz);
+	else
+		status = mbox_mark(job, &st, len = o->total, err, errsz);
+	if (status == DLV_OK) {
+		memset(o, 0, sizeof(*o));
+		o->fd = fd;
+		rerr = mbox_record(o, job, date);
+		status = mbox_written(fd, o, rerr, len, path, err, errsz);
+	}
 	free(o);
 
 	if (status != DLV_OK &&
 	    (ftruncate(fd, st.st_size) == -1 || fsync(fd) == -1)) {
-		size_t	 len = strlen(err);
+		size_t	 elen = strlen(err);
 
-		snprintf(err + len, errsz - len, " (truncating it: %s)",
+		snprintf(err + elen, errsz - elen, " (truncating it: %s)",
 		    strerror(errno));
 	}
 	return status;
+}
+
+/* ---- an earlier attempt, from the marker ---- */
+
+/*
+ * 1 if the marker text prev describes a record in this mailbox (st), then
+ * at *off for *len bytes; 0 if not (no marker, another file, not ours).
+ */
+static int
+mbox_marker_parse(const char *prev, const struct stat *st, off_t *off,
+    off_t *len)
+{
+	unsigned long long	 dev, ino;
+	long long		 o, l;
+	int			 n = -1;
+
+	if (prev[0] == '\0')
+		return 0;
+	if (sscanf(prev, "mbox %llu %llu %lld %lld%n", &dev, &ino, &o, &l,
+	    &n) != 4 || n == -1 || strcmp(prev + n, "\n") != 0 || o < 0 ||
+	    l <= 0 || o > LLONG_MAX - l) {
+		log_warnx("mbox: delivery marker \"%.40s\" not understood: "
+		    "ignored", prev);
+		return 0;
+	}
+	if (dev != (unsigned long long)st->st_dev ||
+	    ino != (unsigned long long)st->st_ino)
+		return 0;
+	*off = (off_t)o;
+	*len = (off_t)l;
+	return 1;
+}
+
+/* 1 if buf holds word, and not as the start of a longer one. */
+static int
+mbox_has_word(const char *buf, size_t len, const char *word)
+{
+	const char	*p = buf, *hit;
+	size_t		 wlen = strlen(word), end;
+
+	while ((hit = memmem(p, len - (size_t)(p - buf), word, wlen)) !=
+	    NULL) {
+		end = (size_t)(hit - buf) + wlen;
+		if (end == len || !isalnum((unsigned char)buf[end]))
+			return 1;
+		p = hit + 1;
+	}
+	return 0;
+}
+
+/*
+ * 1 if buf, the first n bytes of a record, starts as this delivery's: our
+ * From_ line, our Delivered-To line and " id MSGID" in its header block.
+ */
+static int
+mbox_head_is_ours(const char *buf, size_t n, const struct mbox_ident *id)
+{
+	size_t	 flen = strlen(id->from), hlen;
+
+	if (n < flen || memcmp(buf, id->from, flen) != 0)
+		return 0;
+	hlen = mda_head_len(buf, n);
+	return memmem(buf, hlen, id->dlvto, strlen(id->dlvto)) != NULL &&
+	    mbox_has_word(buf, hlen, id->id);
+}
+
+/*
+ * 1 if the record the marker describes is there whole: it starts as ours,
+ * ends with an empty line where the marker says and is followed by nothing
+ * or by another record.  (Its start alone could be an append cut short that
+ * others appended after.)  0 if not, -1 on a read error.
+ */
+static int
+mbox_record_there(int fd, const struct mbox_job *job, off_t size, off_t off,
+    off_t len)
+{
+	static const char	 tail[] = "\n\nFrom ";
+	char			*buf, end[sizeof(tail)];
+	size_t			 want, tlen;
+	ssize_t			 n;
+	int			 there = 0;
+
+	if (len < 2)
+		return 0;
+	want = len < MBOX_HEAD_MAX ? (size_t)len : MBOX_HEAD_MAX;
+	tlen = size > off + len ? sizeof(tail) - 1 : 2;
+	if ((buf = malloc(want)) == NULL)
+		return -1;
+	if ((n = mda_pread_full(fd, buf, want, off)) == -1)
+		there = -1;
+	else if ((size_t)n == want && mbox_head_is_ours(buf, want,
+	    &job->ident)) {
+		if ((n = mda_pread_full(fd, end, tlen, off + len - 2)) == -1)
+			there = -1;
+		else
+			there = (size_t)n == tlen &&
+			    memcmp(end, tail, tlen) == 0;
+	}
+	free(buf);
+	return there;
+}
+
+/* The sink comparing the record being made with the mailbox's bytes. */
+static int
+mbox_cmp_sink(void *arg, const char *buf, size_t len)
+{
+	struct mbox_cmp	*c = arg;
+	char		 rbuf[8192];
+	size_t		 n;
+	ssize_t		 got;
+
+	while (len > 0 && c->off < c->end) {
+		n = len < sizeof(rbuf) ? len : sizeof(rbuf);
+		if ((off_t)n > c->end - c->off)
+			n = (size_t)(c->end - c->off);
+		if ((got = mda_pread_full(c->fd, rbuf, n, c->off)) == -1) {
+			c->verdict = -1;
+			c->err = errno;
+			return ECANCELED;
+		}
+		if ((size_t)got != n || memcmp(rbuf, buf, n) != 0)
+			return ECANCELED;	/* verdict 0 */
+		buf += n;
+		len -= n;
+		c->off += (off_t)n;
+	}
+	if (c->off < c->end)
+		return 0;
+	c->verdict = 1;
+	return ECANCELED;	/* the rest need not be made */
+}
+
+/*
+ * 1 if the bytes from off to the end of the mailbox (size) are the start of
+ * this delivery's record, as an attempt cut short wrote it with its own
+ * date: only then may they be cut off.  0 if not, -1 on a read error.
+ */
+static int
+mbox_partial_is_ours(int fd, const struct mbox_job *job, off_t off,
+    off_t size)
+{
+	struct mbox_cmp	 c = { fd, off, size, 0, 0 };
+	struct mda_out	*o;
+	char		 line[sizeof(job->ident.from) + 64], date[64];
+	const char	*nl;
+	size_t		 flen = strlen(job->ident.from), want, dlen;
+	ssize_t		 n;
+	int		 rerr;
+
+	want = size - off < (off_t)sizeof(line) ? (size_t)(size - off) :
+	    sizeof(line);
+	if ((n = mda_pread_full(fd, line, want, off)) == -1)
+		return -1;
+	if ((size_t)n != want || memcmp(line, job->ident.from,
+	    (size_t)n < flen ? (size_t)n : flen) != 0)
+		return 0;
+	/* Cut within the From_ line: nothing else of it to compare. */
+	if ((nl = memchr(line, '\n', want)) == NULL)
+		return size - off == (off_t)want && want < flen + sizeof(date);
+	if ((size_t)(nl - line) < flen ||
+	    (dlen = (size_t)(nl - line) - flen) >= sizeof(date) ||
+	    memchr(line + flen, '\0', dlen) != NULL)
+		return 0;
+	memcpy(date, line + flen, dlen);
+	date[dlen] = '\0';
+
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		return -1;
+	o->fd = -1;
+	o->sink = mbox_cmp_sink;
+	o->sinkarg = &c;
+	rerr = mbox_record(o, job, date);
+	free(o);
+	if (rerr != 0 || c.verdict == -1) {
+		errno = rerr != 0 ? rerr : c.err;
+		return -1;
+	}
+	return c.verdict;
+}
+
+/*
+ * What the marker text prev says an earlier attempt did to this mailbox,
+ * locked and open on fd: *done when its record is there whole; the start
+ * of its record at the end of the file, an append cut short, is cut off.
+ * Anything else is left alone: the message is then appended.
+ */
+static int
+mbox_recover(int fd, const struct mbox_job *job, const char *prev,
+    int *done, char *err, size_t errsz)
+{
+	const char	*path = job->req->path, *msgid = job->req->msgid;
+	struct stat	 st;
+	off_t		 off, len;
+	int		 rv;
+
+	*done = 0;
+	if (fstat(fd, &st) == -1)
+		return mbox_io_fail(errno, "cannot stat mailbox", path, err,
+		    errsz);
+	if (!mbox_marker_parse(prev, &st, &off, &len) || st.st_size <= off)
+		return DLV_OK;
+	if (st.st_size >= off + len)
+		rv = mbox_record_there(fd, job, st.st_size, off, len);
+	else
+		rv = mbox_partial_is_ours(fd, job, off, st.st_size);
+	if (rv == -1)
+		return mbox_io_fail(errno, "cannot read mailbox", path, err,
+		    errsz);
+	if (st.st_size >= off + len) {
+		*done = rv;
+		return DLV_OK;
+	}
+	if (rv == 0) {
+		log_warnx("mbox: %s: the %lld bytes at %lld of %s are not its "
+		    "delivery cut short: left alone", msgid,
+		    (long long)(st.st_size - off), (long long)off, path);
+		return DLV_OK;
+	}
+	if (ftruncate(fd, off) == -1 || fsync(fd) == -1)
+		return mbox_io_fail(errno, "cannot truncate mailbox", path, err,
+		    errsz);
+	log_info("mbox: %s: removed %lld bytes of its delivery to %s cut "
+	    "short", msgid, (long long)(st.st_size - off), path);
+	return DLV_OK;
+}
+
+/* Recovers from an earlier attempt, if any, else appends the message. */
+static int
+mbox_deliver_locked(int fd, const struct mbox_job *job, const char *prev,
+    char *err, size_t errsz)
+{
+	int	 done, status;
+
+	if ((status = mbox_recover(fd, job, prev, &done, err, errsz)) !=
+	    DLV_OK)
+		return status;
+	if (!done)
+		return mbox_write(fd, job, err, errsz);
+	log_info("mbox: %s: already delivered to %s", job->req->msgid,
+	    job->req->path);
+	return mda_fail(DLV_OK, err, errsz,
+	    "2.0.0 already delivered (recovered after a crash)");
 }
 
 /* fcntl write lock on the whole mailbox, waiting a bounded time. */
@@ -499,20 +909,27 @@ mbox_fcntl_lock(int fd, const char *path, char *err, size_t errsz)
 }
 
 /*
- * As the user: opens the mailbox that was checked (same device and inode,
- * still safe), takes the fcntl lock and appends the message.
+ * Opens the mailbox as the user; for reading too (rdwr) when an earlier
+ * attempt's record may have to be looked at.  A mailbox the user cannot
+ * read still takes mail: rdwr is cleared and nothing is looked at.
  */
 static int
-mbox_append(int dirfd, const struct mbox_job *job, dev_t dev, ino_t ino,
+mbox_open_box(int dirfd, const struct mbox_job *job, int *rdwr, int *fdp,
     char *err, size_t errsz)
 {
 	const char	*path = job->req->path;
-	struct stat	 st;
-	int		 fd, flags, status;
-
 	/* O_NONBLOCK: a FIFO swapped in must not hang us before fstat. */
-	fd = openat(dirfd, job->base, O_WRONLY | O_APPEND | O_NOFOLLOW |
-	    O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	const int	 flags = O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+			    O_CLOEXEC;
+	int		 fd;
+
+	fd = openat(dirfd, job->base, (*rdwr ? O_RDWR : O_WRONLY) | flags);
+	if (fd == -1 && errno == EACCES && *rdwr) {
+		log_warnx("mbox: %s: cannot read %s to look for an earlier "
+		    "delivery", job->req->msgid, path);
+		*rdwr = 0;
+		fd = openat(dirfd, job->base, O_WRONLY | flags);
+	}
 	if (fd == -1) {
 		if (errno == ELOOP)
 			return mda_fail(DLV_PERMFAIL, err, errsz,
@@ -520,6 +937,33 @@ mbox_append(int dirfd, const struct mbox_job *job, dev_t dev, ino_t ino,
 		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.2.0 cannot open mailbox %s: %s", path, strerror(errno));
 	}
+	*fdp = fd;
+	return DLV_OK;
+}
+
+/*
+ * As the user: opens the mailbox that was checked (same device and inode,
+ * still safe), takes the fcntl lock and delivers the message.
+ */
+static int
+mbox_append(int dirfd, const struct mbox_job *job, dev_t dev, ino_t ino,
+    char *err, size_t errsz)
+{
+	const char	*path = job->req->path;
+	char		 prev[MDA_MARKER_MAX];
+	struct stat	 st;
+	int		 fd = -1, flags, rdwr, status;
+
+	if (mda_marker_read(&job->marker, prev, sizeof(prev)) == -1)
+		return mda_io_fail(errno, "delivery marker",
+		    "cannot read delivery marker", job->req->marker, err,
+		    errsz);
+	rdwr = prev[0] != '\0';
+	if ((status = mbox_open_box(dirfd, job, &rdwr, &fd, err, errsz)) !=
+	    DLV_OK)
+		return status;
+	if (!rdwr)
+		prev[0] = '\0';
 	if (fstat(fd, &st) == -1) {
 		status = mbox_io_fail(errno, "cannot stat mailbox", path, err,
 		    errsz);
@@ -534,7 +978,7 @@ mbox_append(int dirfd, const struct mbox_job *job, dev_t dev, ino_t ino,
 		    path, err, errsz);
 	} else if ((status = mbox_fcntl_lock(fd, path, err, errsz)) ==
 	    DLV_OK)
-		status = mbox_write(fd, job->req, err, errsz);
+		status = mbox_deliver_locked(fd, job, prev, err, errsz);
 	/* Closing drops the fcntl lock; the data is fsynced already. */
 	if (close(fd) == -1 && status == DLV_OK)
 		log_warn("mbox: close %s", path);
@@ -572,15 +1016,37 @@ mbox_deliver_as_user(const struct mda_request *req, void *arg, char *err,
 static int
 mbox_run_child(struct mbox_job *job, char *err, size_t errsz)
 {
-	return mda_child_run(job->req, job->dirfd, mbox_deliver_as_user, job,
-	    err, errsz);
+	const int	 keep[] = { job->dirfd, job->marker.fd,
+			    job->marker.dirfd };
+
+	return mda_child_run(job->req, keep, sizeof(keep) / sizeof(keep[0]),
+	    mbox_deliver_as_user, job, err, errsz);
+}
+
+/* In a trusted directory: root locks and creates, the user writes. */
+static int
+mbox_deliver_as_root(struct mbox_job *job, char *err, size_t errsz)
+{
+	struct stat	 st;
+	int		 status;
+
+	if ((status = mbox_dotlock(job->dirfd, job, err, errsz)) != DLV_OK)
+		return status;
+	if ((status = mbox_prepare(job->dirfd, job, 1, &st, err, errsz)) ==
+	    DLV_OK) {
+		job->prepared = 1;
+		job->dev = st.st_dev;
+		job->ino = st.st_ino;
+		status = mbox_run_child(job, err, errsz);
+	}
+	mbox_dotunlock(job->dirfd, job);
+	return status;
 }
 
 int
 mda_mbox(const struct mda_request *req, char *err, size_t errsz)
 {
 	struct mbox_job	 job;
-	struct stat	 st;
 	int		 status;
 
 	if (errsz > 0)
@@ -594,21 +1060,19 @@ mda_mbox(const struct mda_request *req, char *err, size_t errsz)
 	if (req->uid == (uid_t)-1 || req->gid == (gid_t)-1)
 		return mda_fail(DLV_TEMPFAIL, err, errsz,
 		    "4.3.5 no account for mailbox %s", req->path);
-	if ((status = mbox_open_dir(&job, &job.dirfd, err, errsz)) != DLV_OK)
+	mbox_ident(req, &job.ident);
+	if ((status = mda_marker_open(req, &job.marker, err, errsz)) !=
+	    DLV_OK)
 		return status;
-	if (job.dirfd == -1)
-		return mbox_run_child(&job, err, errsz);
-
-	if ((status = mbox_dotlock(job.dirfd, &job, err, errsz)) == DLV_OK) {
-		if ((status = mbox_prepare(job.dirfd, &job, 1, &st, err,
-		    errsz)) == DLV_OK) {
-			job.prepared = 1;
-			job.dev = st.st_dev;
-			job.ino = st.st_ino;
+	if ((status = mbox_open_dir(&job, &job.dirfd, err, errsz)) ==
+	    DLV_OK) {
+		if (job.dirfd == -1)
 			status = mbox_run_child(&job, err, errsz);
-		}
-		mbox_dotunlock(job.dirfd, &job);
+		else
+			status = mbox_deliver_as_root(&job, err, errsz);
 	}
-	close(job.dirfd);
+	if (job.dirfd != -1)
+		close(job.dirfd);
+	mda_marker_close(&job.marker);
 	return status;
 }

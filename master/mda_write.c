@@ -20,7 +20,13 @@ mda_out_flush(struct mda_out *o)
 	size_t	 off = 0;
 	ssize_t	 n;
 
-	while (o->err == 0 && off < o->len) {
+	if (o->sink != NULL) {
+		if (o->err == 0 && o->len > 0)
+			o->err = o->sink(o->sinkarg, o->buf, o->len);
+		o->len = 0;
+		return;
+	}
+	while (o->fd != -1 && o->err == 0 && off < o->len) {
 		n = write(o->fd, o->buf + off, o->len - off);
 		if (n == -1) {
 			if (errno != EINTR)
@@ -39,6 +45,7 @@ mda_out_putc(struct mda_out *o, int c)
 		mda_out_flush(o);
 	o->buf[o->len++] = (char)c;
 	o->last = c;
+	o->total++;
 }
 
 void
@@ -54,16 +61,63 @@ mda_out_puts(struct mda_out *o, const char *s)
 	mda_out_put(o, s, strlen(s));
 }
 
+/* An address byte as headers carry it: no controls, maybe no spaces. */
+static int
+addr_byte(unsigned char c, int nospace)
+{
+	if (c < 0x20 || c == 0x7f || (nospace && c == ' '))
+		return '_';
+	return c;
+}
+
 void
 mda_out_addr(struct mda_out *o, const char *s, int nospace)
 {
-	unsigned char	 c;
+	for (; *s != '\0'; s++)
+		mda_out_putc(o, addr_byte((unsigned char)*s, nospace));
+}
 
-	for (; (c = (unsigned char)*s) != '\0'; s++) {
-		if (c < 0x20 || c == 0x7f || (nospace && c == ' '))
-			c = '_';
-		mda_out_putc(o, c);
-	}
+void
+mda_out_envelope(struct mda_out *o, const char *sender, const char *rcpt)
+{
+	mda_out_puts(o, "Return-Path: <");
+	mda_out_addr(o, sender, 0);
+	mda_out_puts(o, ">\nDelivered-To: ");
+	mda_out_addr(o, rcpt, 0);
+	mda_out_putc(o, '\n');
+}
+
+void
+mda_addr_copy(char *buf, size_t bufsz, const char *s, int nospace)
+{
+	size_t	 i;
+
+	if (bufsz == 0)
+		return;
+	for (i = 0; i < bufsz - 1 && s[i] != '\0'; i++)
+		buf[i] = (char)addr_byte((unsigned char)s[i], nospace);
+	buf[i] = '\0';
+}
+
+void
+mda_dlvto_line(char *buf, size_t bufsz, const char *rcpt)
+{
+	static const char	 head[] = "\nDelivered-To: ";
+	size_t			 len;
+
+	if (strlcpy(buf, head, bufsz) >= bufsz)
+		return;
+	len = strlen(buf);
+	mda_addr_copy(buf + len, bufsz - len, rcpt, 0);
+	strlcat(buf, "\n", bufsz);
+}
+
+size_t
+mda_head_len(const char *buf, size_t len)
+{
+	const char	*end = memmem(buf, len, "\n\n", 2);
+
+	return end == NULL ? len : (size_t)(end - buf) + 1;
 }
 
 static void

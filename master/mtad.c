@@ -27,6 +27,7 @@
 #include "log.h"
 #include "master.h"
 #include "mda.h"
+#include "offline.h"
 #include "stats.h"
 #include "util.h"
 
@@ -307,6 +308,7 @@ master_dispatch(struct channel *chan, struct imsg *imsg)
 		dispatch_mda(chan, imsg);
 		break;
 	case IMSG_CTL_QUEUE_ENTRY:
+	case IMSG_CTL_TEXT:
 	case IMSG_CTL_RESULT:
 	case IMSG_CTL_END:
 		control_relay(imsg->hdr.peerid, imsg);
@@ -458,6 +460,7 @@ main(int argc, char *argv[])
 	if (control_init() == -1)
 		fatalx("cannot open the control socket %s", conf->control_path);
 	supervise_start();
+	offline_start();
 	event_base_dispatch(master->base);
 
 	cleanup();

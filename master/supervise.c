@@ -23,6 +23,7 @@
 #include "log.h"
 #include "master.h"
 #include "mda.h"
+#include "offline.h"
 #include "stats.h"
 
 #define QUICK_DEATH_SECS	10
@@ -31,11 +32,11 @@
 #define STOP_SECS		10
 
 /* Which kinds of process talk to which. */
-static const enum proc_kind peers_of[PROC_COUNT][2] = {
-	[PROC_POLICY] =  { PROC_SMTP, PROC_MASTER },
-	[PROC_QUEUE] =   { PROC_SMTP, PROC_DELIVER },
-	[PROC_SMTP] =    { PROC_POLICY, PROC_QUEUE },
-	[PROC_DELIVER] = { PROC_QUEUE, PROC_MASTER },
+static const enum proc_kind peers_of[PROC_COUNT][3] = {
+	[PROC_POLICY] =  { PROC_SMTP, PROC_QUEUE, PROC_MASTER },
+	[PROC_QUEUE] =   { PROC_SMTP, PROC_DELIVER, PROC_POLICY },
+	[PROC_SMTP] =    { PROC_POLICY, PROC_QUEUE, PROC_MASTER },
+	[PROC_DELIVER] = { PROC_QUEUE, PROC_MASTER, PROC_MASTER },
 };
 
 enum shutdown_phase { RUNNING, DRAIN_SMTP, STOP_REST, STOPPED };
@@ -43,6 +44,7 @@ static enum shutdown_phase	 phase = RUNNING;
 static struct event		*phase_timer;
 
 static void	child_spawn(struct child *);
+static void	send_pause(struct child *);
 static void	child_closed(struct channel *, int);
 
 static int
@@ -98,6 +100,48 @@ static void
 count_one(struct child *c, void *arg)
 {
 	(*(int *)arg)++;
+}
+
+void
+supervise_foreach(void (*fn)(struct child *, void *), void *arg)
+{
+	foreach_child(fn, arg);
+}
+
+static void
+send_pause(struct child *c)
+{
+	uint32_t	 p[2];
+
+	if (c->chan == NULL)
+		return;
+	if (c->kind == PROC_SMTP) {
+		p[0] = CTL_PAUSE_SMTP;
+		p[1] = (uint32_t)master->paused_smtp;
+	} else if (c->kind == PROC_QUEUE) {
+		p[0] = CTL_PAUSE_DELIVERY;
+		p[1] = (uint32_t)master->paused_delivery;
+	} else
+		return;
+	channel_send(c->chan, IMSG_CTL_PAUSE, 0, -1, p, sizeof(p));
+}
+
+static void
+pause_one(struct child *c, void *arg)
+{
+	send_pause(c);
+}
+
+void
+supervise_pause(uint32_t what, int on)
+{
+	if (what == CTL_PAUSE_SMTP)
+		master->paused_smtp = on;
+	else
+		master->paused_delivery = on;
+	log_info("%s %s by the operator", what == CTL_PAUSE_SMTP ? "smtp" :
+	    "delivery", on ? "paused" : "resumed");
+	foreach_child(pause_one, NULL);
 }
 
 int
@@ -161,7 +205,7 @@ wire_peers(struct child *c, struct proc_env *env)
 	struct mbuf	 m;
 	int		 sp[2], i, j;
 
-	for (j = 0; j < 2; j++) {
+	for (j = 0; j < 3; j++) {
 		pk = peers_of[c->kind][j];
 		if (pk == PROC_MASTER || pk == 0)
 			continue;
@@ -286,6 +330,9 @@ child_spawn(struct child *c)
 		fatalx("channel_new");
 	log_info("started %s #%d (pid %d, user %s)", proc_name(c->kind),
 	    c->slot, (int)pid, env.user);
+	if ((c->kind == PROC_SMTP && master->paused_smtp) ||
+	    (c->kind == PROC_QUEUE && master->paused_delivery))
+		send_pause(c);
 }
 
 static void
@@ -373,7 +420,7 @@ supervise_reap(void)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if ((c = supervise_find_pid(pid)) == NULL) {
-			if (!mda_reap(pid, status))
+			if (!mda_reap(pid, status) && !offline_reap(pid, status))
 				log_debug("reaped unknown pid %d", (int)pid);
 			continue;
 		}

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,12 +30,20 @@ usage(void)
 	fprintf(stderr,
 	    "usage: mtactl [-j] [-s socket] command\n"
 	    "commands:\n"
-	    "  show queue     list queued recipients\n"
-	    "  show stats     show counters\n"
-	    "  flush          retry every deferred recipient now\n"
-	    "  reload         re-read the configuration (rules, tables, aliases)\n"
-	    "  log verbose    debug logging on\n"
-	    "  log brief      debug logging off\n");
+	    "  show queue [sender A] [rcpt A] [domain D] [state S]\n"
+	    "                          list queued recipients\n"
+	    "  show message ID         envelope and headers of a message\n"
+	    "  show stats              counters of every process\n"
+	    "  status                  processes, users, uptime, restarts\n"
+	    "  flush [ID|DOMAIN]       deferred recipients due now\n"
+	    "  schedule ID             one message due now\n"
+	    "  hold ID|all             keep from delivery\n"
+	    "  release ID|all          deliver again\n"
+	    "  remove ID|all           delete, without notification\n"
+	    "  pause smtp|delivery     stop accepting / stop delivering\n"
+	    "  resume smtp|delivery\n"
+	    "  reload                  re-read the configuration\n"
+	    "  log verbose|brief       debug logging on or off\n");
 	exit(2);
 }
 
@@ -77,6 +86,24 @@ ctl_send(struct imsgbuf *ib, uint32_t type, const void *data, size_t len)
 		perror("mtactl: write");
 		exit(1);
 	}
+}
+
+/* A request whose payload is (u32 op, str arg), or just str when type needs no op. */
+static void
+ctl_send_str(struct imsgbuf *ib, uint32_t type, uint32_t op, const char *arg)
+{
+	struct mbuf	 m;
+
+	m_init(&m);
+	if (type == IMSG_CTL_MSG_OP)
+		m_add_u32(&m, op);
+	m_add_str(&m, arg);
+	if (m.err) {
+		fprintf(stderr, "mtactl: argument too long\n");
+		exit(2);
+	}
+	ctl_send(ib, type, m.data, m.len);
+	m_free(&m);
 }
 
 /* Next frame from the daemon; exits on EOF or garbage. */
@@ -152,18 +179,61 @@ print_result(struct imsg *imsg)
 	exit(ok ? 0 : 1);
 }
 
+/* Queue ids are 16 lower-case hex digits; "all" where allowed. */
+static void
+check_id(const char *id, int all_ok)
+{
+	size_t	 n = strspn(id, "0123456789abcdef");
+
+	if ((all_ok && strcmp(id, "all") == 0) || (n == 16 && id[n] == '\0'))
+		return;
+	fprintf(stderr, "mtactl: %s: not a queue id%s\n", id,
+	    all_ok ? " or \"all\"" : "");
+	exit(2);
+}
+
+/* A filter of `show queue`: every given field must match. */
+struct queue_filter {
+	const char	*sender;
+	const char	*rcpt;
+	const char	*domain;
+	const char	*state;
+};
+
 static int
-cmd_show_queue(struct imsgbuf *ib)
+filter_match(const struct queue_filter *f, const char *sender,
+    const char *rcpt, const char *state)
+{
+	const char	*at;
+
+	if (f->sender && strcasecmp(f->sender, sender) != 0)
+		return 0;
+	if (f->rcpt && strcasecmp(f->rcpt, rcpt) != 0)
+		return 0;
+	if (f->domain && ((at = strrchr(rcpt, '@')) == NULL ||
+	    strcasecmp(at + 1, f->domain) != 0))
+		return 0;
+	if (f->state && strcmp(f->state, state) != 0)
+		return 0;
+	return 1;
+}
+
+/*
+ * Prints QUEUE_ENTRY rows until END; a RESULT instead ends the program.
+ * Returns the number of rows printed, -1 on a protocol error.
+ */
+static int
+print_entries(struct imsgbuf *ib, const struct queue_filter *f,
+    struct imsg *last)
 {
 	struct imsg	 imsg;
 	struct mreader	 r;
 	char		 id[32], sender[512], rcpt[512], state[32], err[512];
-	char		 created[32], next[32];
+	char		 next[32];
 	uint32_t	 attempts;
 	int64_t		 tcreated, tnext;
 	int		 n = 0;
 
-	ctl_send(ib, IMSG_CTL_SHOW_QUEUE, NULL, 0);
 	if (json)
 		printf("[");
 	else
@@ -171,13 +241,11 @@ cmd_show_queue(struct imsgbuf *ib)
 		    "TRY", "NEXT ATTEMPT", "SENDER", "RECIPIENT");
 	for (;;) {
 		ctl_next(ib, &imsg);
-		if (imsg.hdr.type == IMSG_CTL_END)
-			break;
 		if (imsg.hdr.type == IMSG_CTL_RESULT)
 			print_result(&imsg);
 		if (imsg.hdr.type != IMSG_CTL_QUEUE_ENTRY) {
-			fprintf(stderr, "mtactl: unexpected answer\n");
-			return 1;
+			*last = imsg;
+			break;
 		}
 		m_reader(&r, &imsg);
 		m_get_str(&r, id, sizeof(id));
@@ -191,8 +259,10 @@ cmd_show_queue(struct imsgbuf *ib)
 		imsg_free(&imsg);
 		if (m_end(&r) == -1) {
 			fprintf(stderr, "mtactl: malformed queue entry\n");
-			return 1;
+			return -1;
 		}
+		if (f && !filter_match(f, sender, rcpt, state))
+			continue;
 		if (json) {
 			printf("%s\n  {\"id\": ", n ? "," : "");
 			json_string(id);
@@ -208,7 +278,6 @@ cmd_show_queue(struct imsgbuf *ib)
 			json_string(err);
 			printf("}");
 		} else {
-			format_time((time_t)tcreated, created, sizeof(created));
 			format_time((time_t)tnext, next, sizeof(next));
 			printf("%-16s  %-10s  %3u  %-19s  <%s> -> <%s>\n", id,
 			    state, attempts, next, sender, rcpt);
@@ -218,14 +287,105 @@ cmd_show_queue(struct imsgbuf *ib)
 		n++;
 	}
 	if (json)
-		printf("%s]\n", n ? "\n" : "");
+		printf("%s]", n ? "\n" : "");
+	return n;
+}
+
+static int
+cmd_show_queue(struct imsgbuf *ib, int argc, char **argv)
+{
+	struct queue_filter	 f;
+	struct imsg		 last;
+	int			 i, n;
+
+	memset(&f, 0, sizeof(f));
+	for (i = 0; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "sender") == 0)
+			f.sender = argv[i + 1];
+		else if (strcmp(argv[i], "rcpt") == 0)
+			f.rcpt = argv[i + 1];
+		else if (strcmp(argv[i], "domain") == 0)
+			f.domain = argv[i + 1];
+		else if (strcmp(argv[i], "state") == 0)
+			f.state = argv[i + 1];
+		else
+			usage();
+	}
+	if (i != argc)
+		usage();
+	ctl_send(ib, IMSG_CTL_SHOW_QUEUE, NULL, 0);
+	if ((n = print_entries(ib, &f, &last)) == -1)
+		return 1;
+	imsg_free(&last);
+	if (json)
+		printf("\n");
 	else
-		printf("-- %d recipient%s queued\n", n, n == 1 ? "" : "s");
+		printf("-- %d recipient%s\n", n, n == 1 ? "" : "s");
 	return 0;
 }
 
 static int
-cmd_show_stats(struct imsgbuf *ib)
+cmd_show_message(struct imsgbuf *ib, int argc, char **argv)
+{
+	struct imsg	 imsg;
+	struct mreader	 r;
+	char		*text;
+	int		 first = 1;
+
+	check_id(argv[0], 0);
+	ctl_send_str(ib, IMSG_CTL_SHOW_MESSAGE, 0, argv[0]);
+	if (json)
+		printf("{\"recipients\": ");
+	if (print_entries(ib, NULL, &imsg) == -1)
+		return 1;
+	printf(json ? ", \"headers\": \"" : "\n");
+	for (;;) {
+		if (imsg.hdr.type == IMSG_CTL_END)
+			break;
+		if (imsg.hdr.type != IMSG_CTL_TEXT) {
+			fprintf(stderr, "mtactl: unexpected answer\n");
+			return 1;
+		}
+		m_reader(&r, &imsg);
+		text = m_get_strdup(&r, IMSG_MAX_PAYLOAD);
+		imsg_free(&imsg);
+		if (text == NULL) {
+			fprintf(stderr, "mtactl: malformed answer\n");
+			return 1;
+		}
+		if (json) {
+			/* json_string adds quotes: print the escaped body. */
+			char	*p;
+
+			for (p = text; *p; p++) {
+				unsigned char	 c = (unsigned char)*p;
+
+				if (c == '"' || c == '\\')
+					printf("\\%c", c);
+				else if (c < 0x20)
+					printf("\\u%04x", c);
+				else
+					putchar(c);
+			}
+		} else {
+			/* The spool keeps CRLF: print plain lines. */
+			char	*p;
+
+			for (p = text; *p; p++)
+				if (*p != '\r')
+					putchar(*p);
+		}
+		free(text);
+		first = 0;
+		ctl_next(ib, &imsg);
+	}
+	(void)first;
+	printf(json ? "\"}\n" : "");
+	return 0;
+}
+
+static int
+cmd_show_stats(struct imsgbuf *ib, int argc, char **argv)
 {
 	struct imsg	 imsg;
 	struct mreader	 r;
@@ -266,61 +426,182 @@ cmd_show_stats(struct imsgbuf *ib)
 }
 
 static int
-cmd_flush(struct imsgbuf *ib)
+cmd_status(struct imsgbuf *ib, int argc, char **argv)
+{
+	struct imsg	 imsg;
+	struct mreader	 r;
+	char		 name[32], user[64];
+	uint32_t	 slot, pid, restarts;
+	int64_t		 started;
+	time_t		 now = time(NULL);
+	int		 n = 0;
+
+	ctl_send(ib, IMSG_CTL_STATUS, NULL, 0);
+	if (json)
+		printf("[");
+	else
+		printf("%-16s %4s %8s  %-14s %10s %8s\n", "PROCESS", "SLOT",
+		    "PID", "USER", "UPTIME", "RESTARTS");
+	for (;;) {
+		ctl_next(ib, &imsg);
+		if (imsg.hdr.type == IMSG_CTL_END)
+			break;
+		if (imsg.hdr.type != IMSG_CTL_PROC) {
+			fprintf(stderr, "mtactl: unexpected answer\n");
+			return 1;
+		}
+		m_reader(&r, &imsg);
+		m_get_str(&r, name, sizeof(name));
+		slot = m_get_u32(&r);
+		pid = m_get_u32(&r);
+		m_get_str(&r, user, sizeof(user));
+		started = m_get_i64(&r);
+		restarts = m_get_u32(&r);
+		imsg_free(&imsg);
+		if (m_end(&r) == -1) {
+			fprintf(stderr, "mtactl: malformed answer\n");
+			return 1;
+		}
+		if (json) {
+			printf("%s\n  {\"process\": ", n ? "," : "");
+			json_string(name);
+			printf(", \"slot\": %u, \"pid\": %u, \"user\": ", slot,
+			    pid);
+			json_string(user);
+			printf(", \"started\": %lld, \"uptime\": %lld, "
+			    "\"restarts\": %u}", (long long)started,
+			    (long long)(pid ? now - started : 0), restarts);
+		} else
+			printf("%-16s %4u %8u  %-14s %9llds %8u\n", name, slot,
+			    pid, user, (long long)(pid ? now - started : 0),
+			    restarts);
+		n++;
+	}
+	if (json)
+		printf("%s]\n", n ? "\n" : "");
+	return 0;
+}
+
+/* Commands answered by one RESULT frame. */
+static int __attribute__((noreturn))
+result_of(struct imsgbuf *ib)
 {
 	struct imsg	 imsg;
 
-	ctl_send(ib, IMSG_CTL_FLUSH, NULL, 0);
 	ctl_next(ib, &imsg);
 	if (imsg.hdr.type != IMSG_CTL_RESULT) {
 		fprintf(stderr, "mtactl: unexpected answer\n");
-		return 1;
+		exit(1);
 	}
 	print_result(&imsg);
 }
 
 static int
-cmd_log(struct imsgbuf *ib, uint32_t verbose)
+msg_op(struct imsgbuf *ib, uint32_t op, const char *target)
 {
-	struct imsg	 imsg;
-	uint32_t	 payload[2] = { verbose, 0 };
-
-	ctl_send(ib, IMSG_LOG_VERBOSE, payload, sizeof(payload));
-	ctl_next(ib, &imsg);
-	if (imsg.hdr.type != IMSG_CTL_RESULT) {
-		fprintf(stderr, "mtactl: unexpected answer\n");
-		return 1;
-	}
-	print_result(&imsg);
+	if (op != CTL_OP_FLUSH)
+		check_id(target, op != CTL_OP_SCHEDULE);
+	ctl_send_str(ib, IMSG_CTL_MSG_OP, op, target);
+	result_of(ib);
 }
 
 static int
-cmd_reload(struct imsgbuf *ib)
+cmd_flush(struct imsgbuf *ib, int argc, char **argv)
 {
-	struct imsg	 imsg;
+	return msg_op(ib, CTL_OP_FLUSH, argc ? argv[0] : "");
+}
 
+static int
+cmd_schedule(struct imsgbuf *ib, int argc, char **argv)
+{
+	return msg_op(ib, CTL_OP_SCHEDULE, argv[0]);
+}
+
+static int
+cmd_hold(struct imsgbuf *ib, int argc, char **argv)
+{
+	return msg_op(ib, CTL_OP_HOLD, argv[0]);
+}
+
+static int
+cmd_release(struct imsgbuf *ib, int argc, char **argv)
+{
+	return msg_op(ib, CTL_OP_RELEASE, argv[0]);
+}
+
+static int
+cmd_remove(struct imsgbuf *ib, int argc, char **argv)
+{
+	return msg_op(ib, CTL_OP_REMOVE, argv[0]);
+}
+
+static int
+pause_resume(struct imsgbuf *ib, const char *what, uint32_t on)
+{
+	uint32_t	 p[2];
+
+	if (strcmp(what, "smtp") == 0)
+		p[0] = CTL_PAUSE_SMTP;
+	else if (strcmp(what, "delivery") == 0)
+		p[0] = CTL_PAUSE_DELIVERY;
+	else
+		usage();
+	p[1] = on;
+	ctl_send(ib, IMSG_CTL_PAUSE, p, sizeof(p));
+	result_of(ib);
+}
+
+static int
+cmd_pause(struct imsgbuf *ib, int argc, char **argv)
+{
+	return pause_resume(ib, argv[0], 1);
+}
+
+static int
+cmd_resume(struct imsgbuf *ib, int argc, char **argv)
+{
+	return pause_resume(ib, argv[0], 0);
+}
+
+static int
+cmd_reload(struct imsgbuf *ib, int argc, char **argv)
+{
 	ctl_send(ib, IMSG_CTL_RELOAD, NULL, 0);
-	ctl_next(ib, &imsg);
-	if (imsg.hdr.type != IMSG_CTL_RESULT) {
-		fprintf(stderr, "mtactl: unexpected answer\n");
-		return 1;
-	}
-	print_result(&imsg);
+	result_of(ib);
 }
 
-static int cmd_log_verbose(struct imsgbuf *ib) { return cmd_log(ib, 1); }
-static int cmd_log_brief(struct imsgbuf *ib) { return cmd_log(ib, 0); }
+static int
+cmd_log(struct imsgbuf *ib, int argc, char **argv)
+{
+	uint32_t	 payload[2] = { 0, 0 };
 
+	if (strcmp(argv[0], "verbose") == 0)
+		payload[0] = 1;
+	else if (strcmp(argv[0], "brief") != 0)
+		usage();
+	ctl_send(ib, IMSG_LOG_VERBOSE, payload, sizeof(payload));
+	result_of(ib);
+}
+
+/* Table-driven: the words naming a command, then its argument counts. */
 static const struct {
-	const char	*words[3];
-	int		(*run)(struct imsgbuf *);
+	const char	*words[2];
+	int		 minargs, maxargs;
+	int		(*run)(struct imsgbuf *, int, char **);
 } commands[] = {
-	{ { "show", "queue" },	cmd_show_queue },
-	{ { "show", "stats" },	cmd_show_stats },
-	{ { "flush" },		cmd_flush },
-	{ { "reload" },		cmd_reload },
-	{ { "log", "verbose" },	cmd_log_verbose },
-	{ { "log", "brief" },	cmd_log_brief },
+	{ { "show", "queue" },	 0, 8,	cmd_show_queue },
+	{ { "show", "message" }, 1, 1,	cmd_show_message },
+	{ { "show", "stats" },	 0, 0,	cmd_show_stats },
+	{ { "status" },		 0, 0,	cmd_status },
+	{ { "flush" },		 0, 1,	cmd_flush },
+	{ { "schedule" },	 1, 1,	cmd_schedule },
+	{ { "hold" },		 1, 1,	cmd_hold },
+	{ { "release" },	 1, 1,	cmd_release },
+	{ { "remove" },		 1, 1,	cmd_remove },
+	{ { "pause" },		 1, 1,	cmd_pause },
+	{ { "resume" },		 1, 1,	cmd_resume },
+	{ { "reload" },		 0, 0,	cmd_reload },
+	{ { "log" },		 1, 1,	cmd_log },
 };
 
 int
@@ -328,7 +609,7 @@ main(int argc, char *argv[])
 {
 	struct imsgbuf	 ib;
 	size_t		 i;
-	int		 ch, w;
+	int		 ch, w, nargs;
 
 	while ((ch = getopt(argc, argv, "js:")) != -1) {
 		switch (ch) {
@@ -347,14 +628,17 @@ main(int argc, char *argv[])
 	if (argc == 0)
 		usage();
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		for (w = 0; w < argc && w < 3; w++)
-			if (commands[i].words[w] == NULL ||
-			    strcmp(commands[i].words[w], argv[w]) != 0)
+		for (w = 0; w < 2 && commands[i].words[w] != NULL; w++)
+			if (w >= argc || strcmp(commands[i].words[w],
+			    argv[w]) != 0)
 				break;
-		if (w == argc && (w == 3 || commands[i].words[w] == NULL)) {
-			ctl_connect(&ib);
-			return commands[i].run(&ib);
-		}
+		if (w < 2 && commands[i].words[w] != NULL)
+			continue;
+		nargs = argc - w;
+		if (nargs < commands[i].minargs || nargs > commands[i].maxargs)
+			usage();
+		ctl_connect(&ib);
+		return commands[i].run(&ib, nargs, argv + w);
 	}
 	fprintf(stderr, "mtactl: unknown command\n");
 	usage();

@@ -17,15 +17,15 @@
 #include "stats.h"
 #include "util.h"
 
-#define SMTP_CHANNELS_MAX	128
+#define CLIENT_CHANNELS_MAX	128
 
 static struct config		*conf;
 static struct event_base	*base;
 static struct channel		*master_chan;
-static struct channel		*smtp_chans[SMTP_CHANNELS_MAX];
+static struct channel		*client_chans[CLIENT_CHANNELS_MAX];
 static int			 shutting_down;
 
-static void	policy_smtp_dispatch(struct channel *, struct imsg *);
+static void	policy_client_dispatch(struct channel *, struct imsg *);
 
 static void
 reply(struct channel *chan, uint32_t type, uint32_t id, int code,
@@ -124,37 +124,42 @@ policy_rcpt(struct channel *chan, struct imsg *imsg)
 }
 
 static void
-smtp_closed(struct channel *chan, int malformed)
+client_closed(struct channel *chan, int malformed)
 {
 	if (malformed)
 		proc_report_bad_peer(master_chan, chan);
-	for (int i = 0; i < SMTP_CHANNELS_MAX; i++)
-		if (smtp_chans[i] == chan)
-			smtp_chans[i] = NULL;
+	for (int i = 0; i < CLIENT_CHANNELS_MAX; i++)
+		if (client_chans[i] == chan)
+			client_chans[i] = NULL;
 	channel_free(chan);
 }
 
+/* smtp-workers and the queue ask the same questions. */
 static void
-add_smtp_channel(int fd, int slot)
+add_client_channel(enum proc_kind kind, int fd, int slot)
 {
 	int	 i;
 
-	for (i = 0; i < SMTP_CHANNELS_MAX && smtp_chans[i]; i++)
+	for (i = 0; i < CLIENT_CHANNELS_MAX && client_chans[i]; i++)
 		;
-	if (i == SMTP_CHANNELS_MAX) {
+	if (i == CLIENT_CHANNELS_MAX) {
 		log_warnx("too many smtp-worker channels");
 		close(fd);
 		return;
 	}
-	smtp_chans[i] = channel_new(base, fd, PROC_SMTP, slot,
-	    policy_smtp_dispatch, smtp_closed, NULL);
-	if (smtp_chans[i] == NULL)
+	client_chans[i] = channel_new(base, fd, kind, slot,
+	    policy_client_dispatch, client_closed, NULL);
+	if (client_chans[i] == NULL)
 		fatalx("channel_new");
 }
 
 static void
-policy_smtp_dispatch(struct channel *chan, struct imsg *imsg)
+policy_client_dispatch(struct channel *chan, struct imsg *imsg)
 {
+	if (chan->peer == PROC_QUEUE && imsg->hdr.type != IMSG_POLICY_RCPT) {
+		channel_malformed(chan, imsg);
+		return;
+	}
 	switch (imsg->hdr.type) {
 	case IMSG_POLICY_MAIL:
 		policy_mail(chan, imsg);
@@ -171,9 +176,9 @@ policy_smtp_dispatch(struct channel *chan, struct imsg *imsg)
 static void __attribute__((noreturn))
 policy_exit(void)
 {
-	for (int i = 0; i < SMTP_CHANNELS_MAX; i++)
-		if (smtp_chans[i] && !smtp_chans[i]->dead)
-			imsg_flush_blocking(&smtp_chans[i]->ibuf);
+	for (int i = 0; i < CLIENT_CHANNELS_MAX; i++)
+		if (client_chans[i] && !client_chans[i]->dead)
+			imsg_flush_blocking(&client_chans[i]->ibuf);
 	exit(0);
 }
 
@@ -187,10 +192,10 @@ policy_master_dispatch(struct channel *chan, struct imsg *imsg)
 		return;
 	switch (imsg->hdr.type) {
 	case IMSG_PEER_CONNECT:
-		if (proc_peer_connect(chan, imsg, P(PROC_SMTP), &kind,
-		    &slot) == -1)
+		if (proc_peer_connect(chan, imsg, P(PROC_SMTP) | P(PROC_QUEUE),
+		    &kind, &slot) == -1)
 			return;
-		add_smtp_channel(imsg->fd, slot);
+		add_client_channel(kind, imsg->fd, slot);
 		imsg->fd = -1;
 		break;
 	case IMSG_SHUTDOWN:
@@ -225,8 +230,8 @@ policy_main(struct config *c, struct proc_env *env)
 	if (master_chan == NULL)
 		fatalx("channel_new");
 	for (i = 0; i < env->npeers; i++)
-		if (env->peers[i].kind == PROC_SMTP)
-			add_smtp_channel(env->peers[i].fd, env->peers[i].slot);
+		add_client_channel(env->peers[i].kind, env->peers[i].fd,
+		    env->peers[i].slot);
 	if (conf->sandbox)
 		sandbox_seccomp(PROC_POLICY);
 	event_base_dispatch(base);

@@ -13,16 +13,26 @@
  *	client_name mail.example.org
  *	auth_user alice
  *	proto ESMTPS
+ *	flags 0
+ *	envid QQ314159
+ *	ret 2
  *	rcpts 1
- *	rcpt 0 pending 0 0 0 1 local bob /var/mail/bob bob@example.org Bob@example.org 
+ *	rcpt 0 pending 0 0 0 1 local bob /var/mail/bob bob@example.org Bob@example.org  6 rfc822;Bob@example.org 0
  *	end
  *
- * Every line is "key SP value" (rcpt: "rcpt" and twelve values, each after
+ * Every line is "key SP value" (rcpt: "rcpt" and fifteen values, each after
  * exactly one space, so that empty values keep their place).  Values are
  * escaped with field_escape(), so they never hold a space or a newline.
  * "rcpts" gives the count before the recipients and "end" closes the file:
  * a file cut anywhere cannot parse, so a damaged envelope is never mistaken
  * for one with fewer recipients.
+ *
+ * The rcpt values: index, state (pending, delivered, failed), attempts,
+ * next_try, last_try, delivery kind (enum dlv_kind), action, user, dest,
+ * rcpt, orig, last_error, notify (DSN_NOTIFY_* bits), orcpt, and dsn
+ * (RCPT_DSN_* bits).  flags holds MSG_F_* bits and ret a DSN_RET_* value.
+ * Bit sets and enumerations are decimal numbers; unknown bits or values are
+ * errors, as they mean a writer this parser does not know.
  */
 
 #include <errno.h>
@@ -39,7 +49,22 @@
 #define ENVELOPE_RCPT_MAX	100000
 /* Longest escaped line: a recipient with every field full, escaped x3. */
 #define ENVELOPE_LINE_MAX	16384
-#define RCPT_NFIELDS		12
+#define RCPT_NFIELDS		15
+/* The rcpt text fields with their NULs, and room for the numbers. */
+#define RCPT_TEXT_MAX	(ACTION_MAX + USER_MAX + DEST_MAX + 2 * ADDR_MAX + \
+			    TEXT_MAX + ORCPT_MAX)
+_Static_assert(3 * RCPT_TEXT_MAX + 256 <= ENVELOPE_LINE_MAX,
+    "a full recipient line must fit ENVELOPE_LINE_MAX");
+/* sb_field() escapes into a buffer sized for the largest field. */
+_Static_assert(ORCPT_MAX <= DEST_MAX && ADDR_MAX <= DEST_MAX &&
+    TEXT_MAX <= DEST_MAX && sizeof(((struct qmsg *)0)->envid) <= DEST_MAX &&
+    sizeof(((struct qmsg *)0)->auth_user) <= DEST_MAX,
+    "a field is larger than the escape buffer");
+
+#define MSG_F_ALL	(MSG_F_HELD | MSG_F_DSN | MSG_F_DOUBLE)
+#define RCPT_DSN_ALL	(RCPT_DSN_WARNED | RCPT_DSN_DONE)
+#define DSN_NOTIFY_ALL	(DSN_NOTIFY_NEVER | DSN_NOTIFY_SUCCESS | \
+			    DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY)
 
 /* ---- qmsg ---------------------------------------------------------------- */
 
@@ -187,7 +212,9 @@ sb_rcpt(struct sbuf *sb, const struct qrcpt *r)
 	sb_field(sb, r->dlv.rcpt);
 	sb_field(sb, r->dlv.orig);
 	sb_field(sb, r->last_error);
-	sb_printf(sb, "\n");
+	sb_printf(sb, " %u", r->dlv.notify);
+	sb_field(sb, r->dlv.orcpt);
+	sb_printf(sb, " %u\n", r->dsn);
 }
 
 char *
@@ -211,6 +238,9 @@ envelope_serialize(const struct qmsg *m, size_t *lenp)
 	sb_key(&sb, "client_name", m->client_name);
 	sb_key(&sb, "auth_user", m->auth_user);
 	sb_key(&sb, "proto", m->proto);
+	sb_printf(&sb, "flags %u\n", m->flags);
+	sb_key(&sb, "envid", m->envid);
+	sb_printf(&sb, "ret %u\n", m->ret);
 	sb_printf(&sb, "rcpts %u\n", m->nrcpts);
 	for (i = 0; i < m->nrcpts; i++)
 		sb_rcpt(&sb, &m->rcpts[i]);
@@ -230,12 +260,13 @@ envelope_serialize(const struct qmsg *m, size_t *lenp)
 /* The message-level keys, each required exactly once. */
 enum {
 	K_MSGID, K_CREATED, K_SIZE, K_SENDER, K_HELO, K_CLIENT_ADDR,
-	K_CLIENT_NAME, K_AUTH_USER, K_PROTO, K_RCPTS, K_COUNT
+	K_CLIENT_NAME, K_AUTH_USER, K_PROTO, K_FLAGS, K_ENVID, K_RET, K_RCPTS,
+	K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
 	"msgid", "created", "size", "sender", "helo", "client_addr",
-	"client_name", "auth_user", "proto", "rcpts"
+	"client_name", "auth_user", "proto", "flags", "envid", "ret", "rcpts"
 };
 
 struct parser {
@@ -290,6 +321,34 @@ get_number(struct parser *p, const char *what, const char *s, uint64_t max,
 {
 	if (parse_number(s, max, out) < 0)
 		return perr(p, "bad %s \"%.32s\"", what, s);
+	return 0;
+}
+
+/* A set of bits, all of them among known. */
+static int
+get_bits(struct parser *p, const char *what, const char *s, uint32_t known,
+    uint32_t *out)
+{
+	uint64_t	 v = 0;
+
+	if (get_number(p, what, s, UINT32_MAX, &v) < 0)
+		return -1;
+	if (v & ~(uint64_t)known)
+		return perr(p, "bad %s %llu: unknown bits 0x%llx", what,
+		    (unsigned long long)v,
+		    (unsigned long long)(v & ~(uint64_t)known));
+	*out = v;
+	return 0;
+}
+
+/* RFC 3461: NEVER excludes every other keyword. */
+static int
+get_notify(struct parser *p, const char *s, uint32_t *out)
+{
+	if (get_bits(p, "notify", s, DSN_NOTIFY_ALL, out) < 0)
+		return -1;
+	if ((*out & DSN_NOTIFY_NEVER) && *out != DSN_NOTIFY_NEVER)
+		return perr(p, "bad notify %u: NEVER with other values", *out);
 	return 0;
 }
 
@@ -388,12 +447,16 @@ parse_rcpt(struct parser *p, char *rest)
 	    get_text(p, "last_error", f[11], r.last_error,
 	    sizeof(r.last_error)) < 0)
 		return -1;
+	if (get_notify(p, f[12], &r.dlv.notify) < 0 ||
+	    get_text(p, "orcpt", f[13], r.dlv.orcpt, sizeof(r.dlv.orcpt)) < 0 ||
+	    get_bits(p, "dsn", f[14], RCPT_DSN_ALL, &r.dsn) < 0)
+		return -1;
 	if (r.dlv.rcpt[0] == '\0')
 		return perr(p, "empty recipient address");
 
 	if (qmsg_add_rcpt(p->m, &r.dlv) < 0)
 		return perr(p, "out of memory");
-	/* Same index; state, attempts and times come from the file. */
+	/* Same index; state, attempts, times and dsn come from the file. */
 	p->m->rcpts[r.index] = r;
 	return 0;
 }
@@ -439,6 +502,16 @@ parse_key(struct parser *p, int k, const char *val)
 		    sizeof(m->auth_user));
 	case K_PROTO:
 		return get_text(p, "proto", val, m->proto, sizeof(m->proto));
+	case K_FLAGS:
+		return get_bits(p, "flags", val, MSG_F_ALL, &m->flags);
+	case K_ENVID:
+		return get_text(p, "envid", val, m->envid, sizeof(m->envid));
+	case K_RET:
+		/* The DSN_RET_* values run from 0 to DSN_RET_HDRS. */
+		if (get_number(p, "ret", val, DSN_RET_HDRS, &v) < 0)
+			return -1;
+		m->ret = v;
+		return 0;
 	case K_RCPTS:
 		if (get_number(p, "rcpts", val, UINT32_MAX, &v) < 0)
 			return -1;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "bounce.h"
 #include "channel.h"
 #include "config.h"
 #include "log.h"
@@ -44,12 +45,15 @@ struct pending {
 	struct qmsg		*msg;
 	struct channel		*chan;		/* NULL if the worker died */
 	uint32_t		 session;
+	void			(*done)(void *, int);	/* a local commit */
+	void			*arg;
 };
 
 static struct config		*conf;
 static struct event_base	*base;
 static struct channel		*master_chan;
 static struct channel		*smtp_chans[SMTP_CHANNELS_MAX];
+static struct channel		*policy_chan;
 static TAILQ_HEAD(, incoming)	 incoming = TAILQ_HEAD_INITIALIZER(incoming);
 static int			 nincoming;
 static TAILQ_HEAD(, pending)	 pending = TAILQ_HEAD_INITIALIZER(pending);
@@ -205,8 +209,11 @@ commit_parse(struct imsg *imsg, struct channel *chan, struct incoming **inp)
 	m_get_str(&r, m->client_name, sizeof(m->client_name));
 	m_get_str(&r, m->auth_user, sizeof(m->auth_user));
 	m_get_str(&r, m->proto, sizeof(m->proto));
+	m_get_str(&r, m->envid, sizeof(m->envid));
+	m->ret = m_get_u32(&r);
 	n = m_get_u32(&r);
-	if (m_end(&r) == -1 || (!in->failed && n != m->nrcpts))
+	if (m_end(&r) == -1 || m->ret > DSN_RET_HDRS ||
+	    (!in->failed && n != m->nrcpts))
 		return -1;
 	m->created = time(NULL);
 	*inp = in;
@@ -278,6 +285,8 @@ group_sync(evutil_socket_t fd, short ev, void *arg)
 			reply_commit(p->chan, p->session, 1, p->msg->msgid, "");
 			stat_increment("queue.commit", 1);
 			scheduler_add(p->msg);
+			if (p->done)
+				p->done(p->arg, 1);
 		} else {
 			/* Not acknowledged: it must not be delivered either. */
 			queue_backend->message_delete(p->msg->msgid,
@@ -285,6 +294,8 @@ group_sync(evutil_socket_t fd, short ev, void *arg)
 			reply_commit(p->chan, p->session, 0, p->msg->msgid,
 			    "queue sync failed");
 			qmsg_free(p->msg);
+			if (p->done)
+				p->done(p->arg, 0);
 		}
 		free(p);
 	}
@@ -292,6 +303,26 @@ group_sync(evutil_socket_t fd, short ev, void *arg)
 	log_trace(TRACE_QUEUE, "group sync: %d messages", n);
 	if (shutting_down)
 		exit(0);
+}
+
+int
+queue_commit_local(struct qmsg *m, void (*done)(void *, int), void *arg)
+{
+	struct pending	*p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return -1;
+	if (queue_backend->commit_stage(m) == -1) {
+		log_warn("%s: commit failed", m->msgid);
+		free(p);
+		return -1;
+	}
+	p->msg = m;
+	p->done = done;
+	p->arg = arg;
+	TAILQ_INSERT_TAIL(&pending, p, entry);
+	event_active(sync_ev, EV_TIMEOUT, 0);
+	return 0;
 }
 
 static void
@@ -381,11 +412,42 @@ queue_deliver_dispatch(struct channel *chan, struct imsg *imsg)
 }
 
 static void
+policy_dispatch(struct channel *chan, struct imsg *imsg)
+{
+	if (imsg->hdr.type == IMSG_POLICY_RCPT_RES)
+		bounce_policy_reply(chan, imsg);
+	else
+		channel_malformed(chan, imsg);
+}
+
+static void
+policy_closed(struct channel *chan, int malformed)
+{
+	if (malformed)
+		proc_report_bad_peer(master_chan, chan);
+	if (chan == policy_chan) {
+		policy_chan = NULL;
+		bounce_set_policy(NULL);
+	}
+	channel_free(chan);
+}
+
+static void
 add_peer(enum proc_kind kind, int slot, int fd)
 {
 	struct channel	*c;
 	int		 i;
 
+	if (kind == PROC_POLICY) {
+		c = channel_new(base, fd, kind, slot, policy_dispatch,
+		    policy_closed, NULL);
+		if (c == NULL)
+			fatalx("channel_new");
+		/* A reload replaces policy: the old one finishes on its own. */
+		policy_chan = c;
+		bounce_set_policy(c);
+		return;
+	}
 	if (kind == PROC_DELIVER) {
 		c = channel_new(base, fd, kind, slot, queue_deliver_dispatch,
 		    deliver_closed, NULL);
@@ -408,19 +470,66 @@ add_peer(enum proc_kind kind, int slot, int fd)
 }
 
 static void
-queue_master_dispatch(struct channel *chan, struct imsg *imsg)
+ctl_result(struct channel *chan, uint32_t id, int ok, const char *text)
 {
 	struct mbuf	 m;
+
+	m_init(&m);
+	m_add_u32(&m, (uint32_t)ok);
+	m_add_str(&m, text);
+	channel_send_m(chan, IMSG_CTL_RESULT, id, -1, &m);
+	m_free(&m);
+}
+
+static void
+ctl_msg_op(struct channel *chan, struct imsg *imsg)
+{
+	static const char *const done[CTL_OP_MAX] = {
+		[CTL_OP_FLUSH] = "recipients scheduled",
+		[CTL_OP_SCHEDULE] = "recipients scheduled",
+		[CTL_OP_HOLD] = "messages held",
+		[CTL_OP_RELEASE] = "messages released",
+		[CTL_OP_REMOVE] = "messages removed",
+	};
+	struct mreader	 r;
+	char		 target[256], text[300];
+	uint32_t	 op;
+	int		 n;
+
+	m_reader(&r, imsg);
+	op = m_get_u32(&r);
+	m_get_str(&r, target, sizeof(target));
+	if (m_end(&r) == -1 || op == 0 || op >= CTL_OP_MAX) {
+		channel_malformed(chan, imsg);
+		return;
+	}
+	n = scheduler_op((int)op, target);
+	if (n == -1)
+		ctl_result(chan, imsg->hdr.peerid, 0, "no such message");
+	else if (n == -2)
+		ctl_result(chan, imsg->hdr.peerid, 0, "message busy (being "
+		    "delivered): try again in a moment");
+	else {
+		snprintf(text, sizeof(text), "%d %s", n, done[op]);
+		ctl_result(chan, imsg->hdr.peerid, 1, text);
+	}
+}
+
+static void
+queue_master_dispatch(struct channel *chan, struct imsg *imsg)
+{
+	struct mreader	 r;
 	enum proc_kind	 kind;
 	int		 slot;
-	char		 text[64];
+	char		 target[MSGID_SIZE + 8];
+	uint32_t	 what, on;
 
 	if (proc_master_common(chan, imsg))
 		return;
 	switch (imsg->hdr.type) {
 	case IMSG_PEER_CONNECT:
-		if (proc_peer_connect(chan, imsg, P(PROC_SMTP) | P(PROC_DELIVER),
-		    &kind, &slot) == -1)
+		if (proc_peer_connect(chan, imsg, P(PROC_SMTP) | P(PROC_DELIVER) |
+		    P(PROC_POLICY), &kind, &slot) == -1)
 			return;
 		add_peer(kind, slot, imsg->fd);
 		imsg->fd = -1;
@@ -434,14 +543,31 @@ queue_master_dispatch(struct channel *chan, struct imsg *imsg)
 	case IMSG_CTL_SHOW_QUEUE:
 		scheduler_show_queue(chan, imsg->hdr.peerid);
 		break;
-	case IMSG_CTL_FLUSH:
-		snprintf(text, sizeof(text), "%d recipients scheduled",
-		    scheduler_flush());
-		m_init(&m);
-		m_add_u32(&m, 1);
-		m_add_str(&m, text);
-		channel_send_m(chan, IMSG_CTL_RESULT, imsg->hdr.peerid, -1, &m);
-		m_free(&m);
+	case IMSG_CTL_MSG_OP:
+		ctl_msg_op(chan, imsg);
+		break;
+	case IMSG_CTL_SHOW_MESSAGE:
+		m_reader(&r, imsg);
+		m_get_str(&r, target, sizeof(target));
+		if (m_end(&r) == -1) {
+			channel_malformed(chan, imsg);
+			return;
+		}
+		if (scheduler_show_message(chan, imsg->hdr.peerid, target) == -1)
+			ctl_result(chan, imsg->hdr.peerid, 0, "no such message");
+		else
+			channel_send(chan, IMSG_CTL_END, imsg->hdr.peerid, -1,
+			    NULL, 0);
+		break;
+	case IMSG_CTL_PAUSE:
+		m_reader(&r, imsg);
+		what = m_get_u32(&r);
+		on = m_get_u32(&r);
+		if (m_end(&r) == -1 || what != CTL_PAUSE_DELIVERY) {
+			channel_malformed(chan, imsg);
+			return;
+		}
+		scheduler_pause((int)on);
 		break;
 	default:
 		channel_malformed(chan, imsg);
@@ -481,6 +607,7 @@ queue_main(struct config *c, struct proc_env *env)
 	    event_priority_set(sync_ev, 2) == -1)
 		fatalx("event_new");
 	scheduler_init(base, conf);
+	bounce_init(base, conf);
 	master_chan = channel_new(base, env->master_fd, PROC_MASTER, 0,
 	    queue_master_dispatch, master_closed, NULL);
 	if (master_chan == NULL)

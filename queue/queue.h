@@ -21,15 +21,29 @@ enum rcpt_state {
 	RS_FAILED		/* permanent failure: awaiting its bounce */
 };
 
+/* qrcpt.dsn: which notifications this recipient has had */
+#define RCPT_DSN_WARNED		0x1	/* a delay warning went out */
+#define RCPT_DSN_DONE		0x2	/* its final outcome was reported, or
+					   needs no report */
+
 struct qrcpt {
 	uint32_t	 index;
 	enum rcpt_state	 state;
+	uint32_t	 dsn;		/* RCPT_DSN_* */
 	uint32_t	 attempts;
 	time_t		 next_try;
 	time_t		 last_try;
 	char		 last_error[TEXT_MAX];
 	struct dlv	 dlv;
 };
+
+#define MSG_F_HELD	0x1	/* not scheduled until released */
+#define MSG_F_DSN	0x2	/* a notification mtad generated */
+#define MSG_F_DOUBLE	0x4	/* a bounce of a bounce, to postmaster: its own
+				   failure is only logged, never reported */
+#define DSN_RET_NONE	0	/* RFC 3461 RET not given */
+#define DSN_RET_FULL	1
+#define DSN_RET_HDRS	2
 
 /* A committed message and its per-recipient envelopes. */
 struct qmsg {
@@ -43,9 +57,13 @@ struct qmsg {
 	char			 client_name[256];
 	char			 auth_user[USER_MAX * 4];
 	char			 proto[16];	/* SMTP, ESMTP, ESMTPS, ... */
+	uint32_t		 flags;		/* MSG_F_* */
+	char			 envid[101];	/* RFC 3461 ENVID, "" if none */
+	uint32_t		 ret;		/* DSN_RET_* */
 	struct qrcpt		*rcpts;
 	uint32_t		 nrcpts;
 	int			 inflight;	/* batches out (memory only) */
+	int			 reporting;	/* notifications being made (memory) */
 };
 
 struct qmsg	*qmsg_new(void);
@@ -66,7 +84,10 @@ void	scheduler_worker_add(struct channel *);
 void	scheduler_worker_lost(struct channel *);
 void	scheduler_result(struct channel *, struct imsg *);
 void	scheduler_done(struct channel *, struct imsg *);
-int	scheduler_flush(void);			/* recipients rescheduled */
+/* mtactl: flush/schedule/hold/release/remove (enum ctl_op in proto.h). */
+int	scheduler_op(int op, const char *target);
+void	scheduler_pause(int);
+int	scheduler_show_message(struct channel *, uint32_t id, const char *);
 void	scheduler_show_queue(struct channel *, uint32_t id);
 void	scheduler_stop(void);
 int	scheduler_messages(void);

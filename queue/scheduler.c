@@ -10,9 +10,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "bounce.h"
 #include "channel.h"
 #include "config.h"
 #include "log.h"
@@ -42,10 +44,16 @@ static uint32_t			 next_batch_id = 1;
 static struct event		*timer;
 static struct config		*conf;
 static int			 stopped;
+static int			 paused;	/* mtactl pause delivery */
 
 extern const struct queue_backend	*queue_backend;
 
 static void	scheduler_run(evutil_socket_t, short, void *);
+static void	message_settle(struct qmsg *);
+static struct qmsg *message_find(const char *);
+static void	message_remove(struct qmsg *);
+static int	needs_report(const struct qmsg *);
+static void	show_rows(struct channel *, uint32_t, const struct qmsg *, int);
 
 void
 scheduler_init(struct event_base *base, struct config *c)
@@ -67,7 +75,7 @@ scheduler_arm(void)
 	if (stopped)
 		return;
 	TAILQ_FOREACH(m, &messages, entry) {
-		if (m->inflight)
+		if (m->inflight || (m->flags & MSG_F_HELD))
 			continue;
 		for (i = 0; i < m->nrcpts; i++) {
 			if (m->rcpts[i].state != RS_PENDING)
@@ -75,6 +83,14 @@ scheduler_arm(void)
 			if (next == 0 || m->rcpts[i].next_try < next)
 				next = m->rcpts[i].next_try;
 		}
+		if (needs_report(m) && (next == 0 || now + 30 < next))
+			next = now + 30;
+		/* Expiry and delay warnings are due times too. */
+		if (next == 0 || m->created + conf->queue_lifetime < next)
+			next = m->created + conf->queue_lifetime;
+		if (conf->delay_warning && (next == 0 ||
+		    m->created + conf->delay_warning < next))
+			next = m->created + conf->delay_warning;
 	}
 	if (next == 0)
 		return;
@@ -167,17 +183,35 @@ dispatch_message(struct qmsg *m, time_t now)
 	return 0;
 }
 
+static void	message_expire(struct qmsg *, time_t);
+static void	message_warn(struct qmsg *, time_t);
+
 static void
 scheduler_run(evutil_socket_t fd, short ev, void *arg)
 {
-	struct qmsg	*m;
+	struct qmsg	*m, *next;
 	time_t		 now = time(NULL);
 	struct timeval	 tv = { 1, 0 };
 
 	if (stopped)
 		return;
-	TAILQ_FOREACH(m, &messages, entry) {
-		if (m->inflight)
+	for (m = TAILQ_FIRST(&messages); m; m = next) {
+		next = TAILQ_NEXT(m, entry);
+		if (m->inflight || (m->flags & MSG_F_HELD))
+			continue;
+		if (now >= m->created + conf->queue_lifetime) {
+			message_expire(m, now);	/* may free m */
+			continue;
+		}
+		if (needs_report(m)) {
+			/* A notification that could not be made earlier. */
+			message_settle(m);	/* may free m */
+			continue;
+		}
+		if (conf->delay_warning && now >= m->created +
+		    conf->delay_warning)
+			message_warn(m, now);
+		if (paused)
 			continue;
 		if (dispatch_message(m, now) == -1) {
 			/* No worker free: look again shortly. */
@@ -320,6 +354,70 @@ message_remove(struct qmsg *m)
 	qmsg_free(m);
 }
 
+/* A recipient is done but its notification is not queued yet. */
+static int
+needs_report(const struct qmsg *m)
+{
+	uint32_t	 i;
+
+	if (m->reporting || m->inflight)
+		return 0;
+	for (i = 0; i < m->nrcpts; i++)
+		if ((m->rcpts[i].state == RS_FAILED ||
+		    m->rcpts[i].state == RS_DELIVERED) &&
+		    !(m->rcpts[i].dsn & RCPT_DSN_DONE))
+			return 1;
+	return 0;
+}
+
+/* Does this recipient want its final outcome reported (RFC 3461)? */
+static int
+wants_report(const struct qrcpt *r)
+{
+	if (r->dlv.notify & DSN_NOTIFY_NEVER)
+		return 0;
+	if (r->state == RS_FAILED)
+		return r->dlv.notify == 0 || (r->dlv.notify & DSN_NOTIFY_FAILURE);
+	return (r->dlv.notify & DSN_NOTIFY_SUCCESS) != 0;
+}
+
+/*
+ * Starts the notifications a message owes: one for its failures, one for
+ * successes that asked for one.  Recipients that want none are settled here.
+ */
+static void
+message_report(struct qmsg *m)
+{
+	uint32_t	*fail, *ok, i, nfail = 0, nok = 0;
+
+	if (m->reporting)
+		return;
+	if ((fail = calloc(m->nrcpts, sizeof(*fail))) == NULL ||
+	    (ok = calloc(m->nrcpts, sizeof(*ok))) == NULL) {
+		free(fail);
+		return;
+	}
+	for (i = 0; i < m->nrcpts; i++) {
+		struct qrcpt	*r = &m->rcpts[i];
+
+		if ((r->state != RS_FAILED && r->state != RS_DELIVERED) ||
+		    (r->dsn & RCPT_DSN_DONE))
+			continue;
+		if (!wants_report(r))
+			r->dsn |= RCPT_DSN_DONE;
+		else if (r->state == RS_FAILED)
+			fail[nfail++] = i;
+		else
+			ok[nok++] = i;
+	}
+	if (nfail && bounce_report(m, DSN_FAILED, fail, nfail) == 0)
+		m->reporting++;
+	if (nok && bounce_report(m, DSN_DELIVERED, ok, nok) == 0)
+		m->reporting++;
+	free(fail);
+	free(ok);
+}
+
 /* After a batch: drop the message if nothing is left, else persist states. */
 static void
 message_settle(struct qmsg *m)
@@ -332,7 +430,12 @@ message_settle(struct qmsg *m)
 		if (m->rcpts[i].state == RS_PENDING)
 			open++;
 	}
-	if (open == 0) {
+	message_report(m);
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state != RS_PENDING &&
+		    !(m->rcpts[i].dsn & RCPT_DSN_DONE))
+			open++;		/* its notification is not queued yet */
+	if (open == 0 && m->reporting == 0) {
 		if (queue_backend->message_delete(m->msgid, m->nrcpts) == -1)
 			log_warn("%s: cannot remove from the spool", m->msgid);
 		else
@@ -342,6 +445,98 @@ message_settle(struct qmsg *m)
 	}
 	if (queue_backend->envelope_update(m) == -1)
 		log_warn("%s: cannot update the envelope", m->msgid);
+}
+
+/* Past the queue lifetime: whatever is still pending fails now. */
+static void
+message_expire(struct qmsg *m, time_t now)
+{
+	char		 err[TEXT_MAX];
+	uint32_t	 i;
+	int		 n = 0;
+
+	for (i = 0; i < m->nrcpts; i++) {
+		struct qrcpt	*r = &m->rcpts[i];
+
+		if (r->state != RS_PENDING)
+			continue;
+		/* The last error is cut to fit: the status code matters. */
+		if (snprintf(err, sizeof(err), "4.4.7 delivery time expired "
+		    "after %lld hours%s%.400s", (long long)(now - m->created) /
+		    3600, r->last_error[0] ? "; last error: " : "",
+		    r->last_error) < 0)
+			err[0] = '\0';
+		strlcpy(r->last_error, err, sizeof(r->last_error));
+		r->state = RS_FAILED;
+		n++;
+		log_info("%s: to=<%s>, status=expired (%s)", m->msgid,
+		    r->dlv.rcpt, err);
+	}
+	if (n)
+		stat_increment("queue.expired", n);
+	message_settle(m);
+}
+
+/* A delay warning, once per recipient, when configured and wanted. */
+static void
+message_warn(struct qmsg *m, time_t now)
+{
+	uint32_t	*idx, i, n = 0;
+
+	if (m->reporting || m->sender[0] == '\0' ||
+	    (idx = calloc(m->nrcpts, sizeof(*idx))) == NULL)
+		return;
+	for (i = 0; i < m->nrcpts; i++) {
+		struct qrcpt	*r = &m->rcpts[i];
+
+		if (r->state != RS_PENDING || r->attempts == 0 ||
+		    (r->dsn & RCPT_DSN_WARNED))
+			continue;
+		if (r->dlv.notify != 0 && !(r->dlv.notify & DSN_NOTIFY_DELAY)) {
+			r->dsn |= RCPT_DSN_WARNED;	/* not wanted */
+			continue;
+		}
+		idx[n++] = i;
+	}
+	if (n && bounce_report(m, DSN_DELAYED, idx, n) == 0)
+		m->reporting++;
+	free(idx);
+}
+
+static struct qmsg *
+message_find(const char *msgid)
+{
+	struct qmsg	*m;
+
+	TAILQ_FOREACH(m, &messages, entry)
+		if (strcmp(m->msgid, msgid) == 0)
+			return m;
+	return NULL;
+}
+
+void
+scheduler_reported(const char *msgid, enum dsn_kind kind, const uint32_t *idx,
+    size_t n, int ok)
+{
+	struct qmsg	*m;
+	size_t		 i;
+
+	if ((m = message_find(msgid)) == NULL)
+		return;
+	if (m->reporting > 0)
+		m->reporting--;
+	if (!ok) {
+		/* Try again at the next scheduler pass that settles it. */
+		scheduler_arm();
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if (idx[i] < m->nrcpts)
+			m->rcpts[idx[i]].dsn |= kind == DSN_DELAYED ?
+			    RCPT_DSN_WARNED : RCPT_DSN_DONE;
+	if (m->inflight)
+		return;		/* settled when the batch ends */
+	message_settle(m);
 }
 
 static void
@@ -393,51 +588,198 @@ scheduler_worker_lost(struct channel *c)
 	scheduler_arm();
 }
 
-int
-scheduler_flush(void)
+/* Does `target` ("" or "all": every message) name this message? */
+static int
+op_matches(const struct qmsg *m, enum ctl_op op, const char *target)
 {
-	struct qmsg	*m;
-	time_t		 now = time(NULL);
+	const char	*at;
+	uint32_t	 i;
+
+	if (target[0] == '\0' || strcmp(target, "all") == 0)
+		return 1;
+	if (strcmp(target, m->msgid) == 0)
+		return 1;
+	if (op != CTL_OP_FLUSH)
+		return 0;
+	/* flush DOMAIN: messages with a recipient there */
+	for (i = 0; i < m->nrcpts; i++)
+		if ((at = strrchr(m->rcpts[i].dlv.rcpt, '@')) != NULL &&
+		    strcasecmp(at + 1, target) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+op_one(struct qmsg *m, enum ctl_op op, time_t now)
+{
 	uint32_t	 i;
 	int		 n = 0;
 
-	TAILQ_FOREACH(m, &messages, entry)
+	switch (op) {
+	case CTL_OP_FLUSH:
+	case CTL_OP_SCHEDULE:
 		for (i = 0; i < m->nrcpts; i++)
 			if (m->rcpts[i].state == RS_PENDING) {
 				m->rcpts[i].next_try = now;
 				n++;
 			}
+		return n;
+	case CTL_OP_HOLD:
+	case CTL_OP_RELEASE:
+		if ((op == CTL_OP_HOLD) == !!(m->flags & MSG_F_HELD))
+			return 0;
+		m->flags ^= MSG_F_HELD;
+		if (queue_backend->envelope_update(m) == -1)
+			log_warn("%s: cannot update the envelope", m->msgid);
+		log_info("%s: %s by the operator", m->msgid,
+		    op == CTL_OP_HOLD ? "held" : "released");
+		return 1;
+	case CTL_OP_REMOVE:
+		if (m->inflight || m->reporting)
+			return -1;	/* busy: the caller says so */
+		if (queue_backend->message_delete(m->msgid, m->nrcpts) == -1) {
+			log_warn("%s: cannot remove", m->msgid);
+			return -1;
+		}
+		log_info("%s: removed by the operator", m->msgid);
+		message_remove(m);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * An operator's request on one message, every message or (flush) a domain.
+ * Returns what it touched (recipients for flush/schedule, messages for the
+ * others), -1 when a named message does not exist, -2 when it is busy.
+ */
+int
+scheduler_op(int op, const char *target)
+{
+	struct qmsg	*m, *next;
+	time_t		 now = time(NULL);
+	int		 n = 0, r, found = 0, busy = 0;
+
+	for (m = TAILQ_FIRST(&messages); m; m = next) {
+		next = TAILQ_NEXT(m, entry);
+		if (!op_matches(m, op, target))
+			continue;
+		found++;
+		if ((r = op_one(m, op, now)) < 0)
+			busy++;
+		else
+			n += r;
+	}
 	scheduler_kick();
+	if (!found && target[0] && strcmp(target, "all") != 0)
+		return -1;
+	if (busy && n == 0)
+		return -2;
 	return n;
+}
+
+void
+scheduler_pause(int on)
+{
+	paused = on;
+	log_info("delivery %s", on ? "paused" : "resumed");
+	if (!on)
+		scheduler_kick();
+}
+
+/* `show message`: its recipients, then its header block. */
+int
+scheduler_show_message(struct channel *c, uint32_t id, const char *msgid)
+{
+	struct qmsg	*m = message_find(msgid);
+	struct mbuf	 mb;
+	char		 buf[8192];
+	ssize_t		 n;
+	size_t		 have = 0;
+	off_t		 off = 0;
+	int		 fd;
+	char		*end;
+
+	if (m == NULL)
+		return -1;
+	show_rows(c, id, m, 1);
+	if ((fd = queue_backend->message_fd(msgid)) == -1)
+		return 0;
+	/* Headers only: up to the first empty line, 64 KiB at most. */
+	while (off < 65536 && (n = pread(fd, buf + have, sizeof(buf) - 1 - have,
+	    off)) > 0) {
+		off += n;
+		have += (size_t)n;
+		buf[have] = '\0';
+		if ((end = strstr(buf, "\r\n\r\n")) != NULL)
+			have = (size_t)(end - buf) + 2;
+		if (end != NULL || have == sizeof(buf) - 1) {
+			buf[have] = '\0';
+			m_init(&mb);
+			m_add_str(&mb, buf);
+			channel_send_m(c, IMSG_CTL_TEXT, id, -1, &mb);
+			m_free(&mb);
+			have = 0;
+			if (end != NULL)
+				break;
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+static const char *
+show_state(const struct qmsg *m, const struct qrcpt *r)
+{
+	switch (r->state) {
+	case RS_INFLIGHT:
+		return "delivering";
+	case RS_DELIVERED:
+		return "delivered";
+	case RS_FAILED:
+		return "failed";
+	default:
+		if (m->flags & MSG_F_HELD)
+			return "held";
+		return r->attempts ? "deferred" : "queued";
+	}
+}
+
+/* One row per recipient still to do (or every one when `all`). */
+static void
+show_rows(struct channel *c, uint32_t id, const struct qmsg *m, int all)
+{
+	struct mbuf	 mb;
+	uint32_t	 i;
+
+	for (i = 0; i < m->nrcpts; i++) {
+		const struct qrcpt	*r = &m->rcpts[i];
+
+		if (!all && (r->state == RS_DELIVERED ||
+		    r->state == RS_FAILED))
+			continue;
+		m_init(&mb);
+		m_add_str(&mb, m->msgid);
+		m_add_str(&mb, m->sender);
+		m_add_str(&mb, r->dlv.rcpt);
+		m_add_str(&mb, show_state(m, r));
+		m_add_u32(&mb, r->attempts);
+		m_add_i64(&mb, (int64_t)m->created);
+		m_add_i64(&mb, (int64_t)r->next_try);
+		m_add_str(&mb, r->last_error);
+		channel_send_m(c, IMSG_CTL_QUEUE_ENTRY, id, -1, &mb);
+		m_free(&mb);
+	}
 }
 
 void
 scheduler_show_queue(struct channel *c, uint32_t id)
 {
 	struct qmsg	*m;
-	struct mbuf	 mb;
-	uint32_t	 i;
 
-	TAILQ_FOREACH(m, &messages, entry) {
-		for (i = 0; i < m->nrcpts; i++) {
-			struct qrcpt	*r = &m->rcpts[i];
-
-			if (r->state == RS_DELIVERED || r->state == RS_FAILED)
-				continue;
-			m_init(&mb);
-			m_add_str(&mb, m->msgid);
-			m_add_str(&mb, m->sender);
-			m_add_str(&mb, r->dlv.rcpt);
-			m_add_str(&mb, r->state == RS_INFLIGHT ? "delivering" :
-			    r->attempts ? "deferred" : "queued");
-			m_add_u32(&mb, r->attempts);
-			m_add_i64(&mb, (int64_t)m->created);
-			m_add_i64(&mb, (int64_t)r->next_try);
-			m_add_str(&mb, r->last_error);
-			channel_send_m(c, IMSG_CTL_QUEUE_ENTRY, id, -1, &mb);
-			m_free(&mb);
-		}
-	}
+	TAILQ_FOREACH(m, &messages, entry)
+		show_rows(c, id, m, 0);
 	channel_send(c, IMSG_CTL_END, id, -1, NULL, 0);
 }
 

@@ -33,6 +33,7 @@ static struct session_tree sessions = RB_INITIALIZER(&sessions);
 static uint32_t		 next_session_id = 1;
 static int		 nsessions;
 static int		 shutting_down;
+static int		 paused;
 
 struct accepter {
 	struct event	*ev;
@@ -202,6 +203,8 @@ smtp_queue_commit(struct smtp_session *s, uint64_t size)
 	m_add_str(&m, "");	/* client name: no reverse DNS */
 	m_add_str(&m, "");	/* auth user */
 	m_add_str(&m, s->esmtp ? "ESMTP" : "SMTP");
+	m_add_str(&m, s->envid);
+	m_add_u32(&m, s->ret);
 	m_add_u32(&m, (uint32_t)s->ndlvs);
 	if (m.err) {
 		m_free(&m);
@@ -425,7 +428,7 @@ accept_resume(evutil_socket_t fd, short ev, void *arg)
 {
 	struct accepter	*a = arg;
 
-	if (!shutting_down)
+	if (!shutting_down && !paused)
 		event_add(a->ev, NULL);
 }
 
@@ -487,6 +490,23 @@ listeners_start(struct config *conf)
 	}
 }
 
+/* mtactl pause smtp: the listeners stay open, only accepting stops. */
+static void
+listeners_pause(int on)
+{
+	int	 i;
+
+	paused = on;
+	for (i = 0; i < naccepters; i++) {
+		if (on) {
+			event_del(accepters[i].ev);
+			event_del(accepters[i].pause_ev);
+		} else if (!shutting_down && event_add(accepters[i].ev,
+		    NULL) == -1)
+			fatalx("event_add");
+	}
+}
+
 static void
 listeners_stop(void)
 {
@@ -504,8 +524,10 @@ listeners_stop(void)
 static void
 master_dispatch_smtp(struct channel *chan, struct imsg *imsg)
 {
+	struct mreader	 r;
 	enum proc_kind	 kind;
 	int		 slot;
+	uint32_t	 what, on;
 
 	if (proc_master_common(chan, imsg))
 		return;
@@ -516,6 +538,16 @@ master_dispatch_smtp(struct channel *chan, struct imsg *imsg)
 			return;
 		add_peer(kind, slot, imsg->fd);
 		imsg->fd = -1;
+		break;
+	case IMSG_CTL_PAUSE:
+		m_reader(&r, imsg);
+		what = m_get_u32(&r);
+		on = m_get_u32(&r);
+		if (m_end(&r) == -1 || what != CTL_PAUSE_SMTP) {
+			channel_malformed(chan, imsg);
+			return;
+		}
+		listeners_pause((int)on);
 		break;
 	case IMSG_SHUTDOWN:
 		/* Stop accepting; finish the sessions we have. */

@@ -48,6 +48,8 @@ struct smtp_session {
 	/* the transaction */
 	int			 mail_seen;
 	char			 sender[ADDR_MAX];
+	char			 envid[101];	/* RFC 3461 ENVID */
+	uint32_t		 ret;		/* RFC 3461 RET: DSN_RET_* */
 	char			 rcpt[ADDR_MAX];	/* the one being decided */
 	struct dlv		*dlvs;
 	size_t			 ndlvs;

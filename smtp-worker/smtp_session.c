@@ -165,6 +165,8 @@ tx_reset(struct smtp_session *s)
 	s->msgid[0] = '\0';
 	s->mail_seen = 0;
 	s->sender[0] = '\0';
+	s->envid[0] = '\0';
+	s->ret = 0;
 	s->rcpt[0] = '\0';
 	free(s->dlvs);
 	s->dlvs = NULL;

@@ -73,6 +73,8 @@ static void
 assert_dlv_eq(const struct dlv *a, const struct dlv *b)
 {
 	ck_assert_uint_eq(a->kind, b->kind);
+	ck_assert_uint_eq(a->notify, b->notify);
+	ck_assert_str_eq(a->orcpt, b->orcpt);
 	ck_assert_str_eq(a->action, b->action);
 	ck_assert_str_eq(a->user, b->user);
 	ck_assert_str_eq(a->dest, b->dest);
@@ -95,6 +97,9 @@ assert_msg_eq(const struct qmsg *a, const struct qmsg *b)
 	ck_assert_str_eq(a->client_name, b->client_name);
 	ck_assert_str_eq(a->auth_user, b->auth_user);
 	ck_assert_str_eq(a->proto, b->proto);
+	ck_assert_uint_eq(a->flags, b->flags);
+	ck_assert_str_eq(a->envid, b->envid);
+	ck_assert_uint_eq(a->ret, b->ret);
 	ck_assert_uint_eq(a->nrcpts, b->nrcpts);
 	for (i = 0; i < a->nrcpts; i++) {
 		const struct qrcpt *ra = &a->rcpts[i], *rb = &b->rcpts[i];
@@ -102,6 +107,7 @@ assert_msg_eq(const struct qmsg *a, const struct qmsg *b)
 		ck_assert_uint_eq(rb->index, i);
 		ck_assert_int_eq(rb->state, ra->state == RS_INFLIGHT ?
 		    RS_PENDING : ra->state);
+		ck_assert_uint_eq(ra->dsn, rb->dsn);
 		ck_assert_uint_eq(ra->attempts, rb->attempts);
 		ck_assert_int_eq(ra->next_try, rb->next_try);
 		ck_assert_int_eq(ra->last_try, rb->last_try);
@@ -181,6 +187,12 @@ START_TEST(test_roundtrip_awkward)
 	m->rcpts[1].last_error[TEXT_MAX - 1] = '\0';
 	memset(m->sender, '\xe9', ADDR_MAX - 1);
 	m->sender[ADDR_MAX - 1] = '\0';
+	memset(m->envid, '+', sizeof(m->envid) - 1);
+	m->envid[sizeof(m->envid) - 1] = '\0';
+	memset(m->rcpts[1].dlv.orcpt, '\t', ORCPT_MAX - 1);
+	m->rcpts[1].dlv.orcpt[ORCPT_MAX - 1] = '\0';
+	strlcpy(m->rcpts[0].dlv.orcpt, "rfc822;a b%20c\r\n",
+	    sizeof(m->rcpts[0].dlv.orcpt));
 	m->rcpts[1].attempts = UINT32_MAX;
 	m->rcpts[1].next_try = INT64_MAX;
 	m->size = UINT64_C(1) << 40;
@@ -188,7 +200,7 @@ START_TEST(test_roundtrip_awkward)
 	p = roundtrip(m);
 	qmsg_free(p);
 
-	/* The text is line-safe: only printable or 8-bit bytes, 15 lines. */
+	/* The text is line-safe: only printable or 8-bit bytes, 17 lines. */
 	ck_assert_ptr_nonnull(buf = envelope_serialize(m, &len));
 	ck_assert(strncmp(buf, "version 1\n", 10) == 0);
 	ck_assert(len >= 4 && strcmp(buf + len - 4, "end\n") == 0);
@@ -201,7 +213,7 @@ START_TEST(test_roundtrip_awkward)
 			ck_assert_msg(c >= 0x20 && c != 0x7f,
 			    "byte 0x%02x at %zu", c, i);
 	}
-	ck_assert_int_eq(lines, 11 + 2 + 1);
+	ck_assert_int_eq(lines, 14 + 2 + 1);
 	ck_assert_ptr_null(strstr(buf, "X-Injected: yes"));
 	ck_assert_ptr_nonnull(strstr(buf, "\nsender \xe9\xe9"));
 	ck_assert_ptr_nonnull(strstr(buf, "\nhelo \n"));
@@ -216,9 +228,18 @@ START_TEST(test_serialize_format)
 	char		*buf;
 	size_t		 len;
 
-	m = make_msg("00000000000000ff", 12, 1);
+	m = make_msg("00000000000000ff", 12, 2);
+	m->flags = MSG_F_HELD | MSG_F_DOUBLE;
+	strlcpy(m->envid, "QQ 314%", sizeof(m->envid));
+	m->ret = DSN_RET_HDRS;
 	m->rcpts[0].state = RS_INFLIGHT;
 	m->rcpts[0].attempts = 2;
+	m->rcpts[0].dsn = RCPT_DSN_WARNED;
+	m->rcpts[0].dlv.notify = DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY;
+	strlcpy(m->rcpts[0].dlv.orcpt, "rfc822;User0@example.org",
+	    sizeof(m->rcpts[0].dlv.orcpt));
+	/* The second keeps the defaults: no DSN at all, empty orcpt. */
+	m->rcpts[1].state = RS_FAILED;
 	ck_assert_ptr_nonnull(buf = envelope_serialize(m, &len));
 	ck_assert_str_eq(buf,
 	    "version 1\n"
@@ -231,12 +252,58 @@ START_TEST(test_serialize_format)
 	    "client_name mail.example.org\n"
 	    "auth_user alice\n"
 	    "proto ESMTPS\n"
-	    "rcpts 1\n"
+	    "flags 5\n"
+	    "envid QQ%20314%25\n"
+	    "ret 2\n"
+	    "rcpts 2\n"
 	    "rcpt 0 pending 2 0 0 1 local user0 /var/mail/user0 "
-	    "user0@example.org user0@Example.ORG \n"
+	    "user0@example.org user0@Example.ORG  12 "
+	    "rfc822;User0@example.org 1\n"
+	    "rcpt 1 failed 0 0 0 2 local user1 /var/mail/user1 "
+	    "user1@example.org user1@Example.ORG  0  0\n"
 	    "end\n");
 	free(buf);
 	qmsg_free(m);
+}
+END_TEST
+
+/*
+ * Every valid flags and ret value, and across the recipients every valid
+ * notify (none, NEVER alone, any set of the other three) and dsn value.
+ */
+START_TEST(test_roundtrip_dsn_values)
+{
+	static const uint32_t notify[] = {
+		0, DSN_NOTIFY_NEVER, DSN_NOTIFY_SUCCESS, DSN_NOTIFY_FAILURE,
+		DSN_NOTIFY_DELAY, DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE,
+		DSN_NOTIFY_SUCCESS | DSN_NOTIFY_DELAY,
+		DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY,
+		DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY,
+	};
+	const size_t	 nnotify = sizeof(notify) / sizeof(notify[0]);
+	struct qmsg	*m, *p;
+	uint32_t	 flags, ret, i;
+
+	for (flags = 0; flags <= (MSG_F_HELD | MSG_F_DSN | MSG_F_DOUBLE);
+	    flags++) {
+		for (ret = DSN_RET_NONE; ret <= DSN_RET_HDRS; ret++) {
+			m = make_msg("0123456789abcdef", 77, nnotify);
+			m->flags = flags;
+			m->ret = ret;
+			FMT(m->envid, "env-%u-%u", flags, ret);
+			for (i = 0; i < nnotify; i++) {
+				m->rcpts[i].dlv.notify = notify[i];
+				m->rcpts[i].dsn = (i + flags) %
+				    ((RCPT_DSN_WARNED | RCPT_DSN_DONE) + 1);
+				if (i % 2)
+					FMT(m->rcpts[i].dlv.orcpt,
+					    "rfc822;u%u@Example.org", i);
+			}
+			p = roundtrip(m);
+			qmsg_free(p);
+			qmsg_free(m);
+		}
+	}
 }
 END_TEST
 
@@ -286,9 +353,13 @@ static const char *const base_lines[] = {
 	"client_name localhost",			/* 8 */
 	"auth_user ",					/* 9 */
 	"proto ESMTP",					/* 10 */
-	"rcpts 1",					/* 11 */
-	"rcpt 0 pending 0 0 0 1 local bob /var/mail/bob bob@x bob@x ", /* 12 */
-	"end",						/* 13 */
+	"flags 2",					/* 11 */
+	"envid QQ%2B1",					/* 12 */
+	"ret 1",					/* 13 */
+	"rcpts 1",					/* 14 */
+	"rcpt 0 pending 0 0 0 1 local bob /var/mail/bob bob@x bob@x  6 "
+	    "rfc822;bob@x 1",				/* 15 */
+	"end",						/* 16 */
 };
 #define NBASE	(sizeof(base_lines) / sizeof(base_lines[0]))
 
@@ -336,6 +407,14 @@ struct bad_case {
 	const char	*what;		/* substring of the error */
 };
 
+/* The last three rcpt values: notify, orcpt and dsn, all empty or none. */
+#define NO_DSN	" 0  0"
+#define X10	"xxxxxxxxxx"
+#define X100	X10 X10 X10 X10 X10 X10 X10 X10 X10 X10
+/* The rcpt line up to notify, and after it. */
+#define R_HEAD	"rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x  "
+#define R_TAIL	" rfc822;bob@x 0"
+
 static const struct bad_case bad_cases[] = {
 	{ 1, "version 2", 1, "unknown version" },
 	{ 1, "version 1 ", 1, "unknown version" },
@@ -363,52 +442,106 @@ static const struct bad_case bad_cases[] = {
 	{ 5, "sender a%4", 5, "bad escape" },
 	{ 5, "sender a%00b", 5, "escaped NUL" },
 	{ 6, "sender x@y", 6, "duplicate sender" },
-	{ 6, NULL, 12, "missing helo" },
-	{ 2, NULL, 12, "missing msgid" },
-	{ 4, NULL, 12, "missing size" },
+	{ 6, NULL, 15, "missing helo" },
+	{ 2, NULL, 15, "missing msgid" },
+	{ 4, NULL, 15, "missing size" },
 	{ 10, "proto ESMTPSAAAAAAAAAAAAAAAAAAAA", 10, "too long" },
-	{ 11, "rcpts 0", 11, "no recipients" },
-	{ 11, "rcpts 100001", 11, "too many recipients" },
-	{ 11, "rcpts 4294967296", 11, "bad rcpts" },
-	{ 11, "rcpts 2", 13, "1 recipients, 2 declared" },
-	{ 11, NULL, 11, "rcpt before rcpts" },
-	{ 12, NULL, 12, "0 recipients, 1 declared" },
-	{ 12, "rcpt 1 pending 0 0 0 1 local bob /m bob@x bob@x ", 12,
+	/* flags: MSG_F_* bits only. */
+	{ 11, "flags 8", 11, "bad flags 8: unknown bits 0x8" },
+	{ 11, "flags 15", 11, "bad flags 15: unknown bits 0x8" },
+	{ 11, "flags 4294967295", 11, "unknown bits 0xfffffff8" },
+	{ 11, "flags 4294967296", 11, "bad flags \"4294967296\"" },
+	{ 11, "flags -1", 11, "bad flags" },
+	{ 11, "flags 0x1", 11, "bad flags" },
+	{ 11, "flags ", 11, "bad flags" },
+	{ 11, "flags 1 2", 11, "unexpected space" },
+	{ 11, NULL, 15, "missing flags" },
+	{ 12, "flags 0", 12, "duplicate flags" },
+	/* envid: escaped text of at most 100 bytes. */
+	{ 12, "envid a%zz", 12, "envid: bad escape" },
+	{ 12, "envid " X100 "x", 12, "envid: bad escape or too long" },
+	{ 12, "envid " X10 X10 X10 "%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B" X10 X10
+	    X10 X10 X10 X10 "x", 12, "envid: bad escape or too long" },
+	{ 12, "envid a%00", 12, "envid: escaped NUL" },
+	{ 12, "envid a\x01", 12, "envid: unescaped control" },
+	{ 12, "envid a b", 12, "unexpected space" },
+	{ 12, NULL, 15, "missing envid" },
+	{ 13, "envid x", 13, "duplicate envid" },
+	/* ret: a DSN_RET_* value. */
+	{ 13, "ret 3", 13, "bad ret \"3\"" },
+	{ 13, "ret 4294967298", 13, "bad ret" },
+	{ 13, "ret -1", 13, "bad ret" },
+	{ 13, "ret FULL", 13, "bad ret" },
+	{ 13, "ret ", 13, "bad ret" },
+	{ 13, NULL, 15, "missing ret" },
+	{ 14, "ret 0", 14, "duplicate ret" },
+	{ 14, "rcpts 0", 14, "no recipients" },
+	{ 14, "rcpts 100001", 14, "too many recipients" },
+	{ 14, "rcpts 4294967296", 14, "bad rcpts" },
+	{ 14, "rcpts 2", 16, "1 recipients, 2 declared" },
+	{ 14, NULL, 14, "rcpt before rcpts" },
+	{ 15, NULL, 15, "0 recipients, 1 declared" },
+	{ 15, "rcpt 1 pending 0 0 0 1 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "recipient index 1" },
-	{ 12, "rcpt x pending 0 0 0 1 local bob /m bob@x bob@x ", 12,
+	{ 15, "rcpt x pending 0 0 0 1 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad recipient index" },
-	{ 12, "rcpt 0 inflight 0 0 0 1 local bob /m bob@x bob@x ", 12,
+	{ 15, "rcpt 0 inflight 0 0 0 1 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad recipient state" },
-	{ 12, "rcpt 0 sent 0 0 0 1 local bob /m bob@x bob@x ", 12,
+	{ 15, "rcpt 0 sent 0 0 0 1 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad recipient state" },
-	{ 12, "rcpt 0 pending 4294967296 0 0 1 local bob /m bob@x bob@x ", 12,
-	    "bad attempts" },
-	{ 12, "rcpt 0 pending 0 -5 0 1 local bob /m bob@x bob@x ", 12,
+	{ 15, "rcpt 0 pending 4294967296 0 0 1 local bob /m bob@x bob@x "
+	    NO_DSN, 15, "bad attempts" },
+	{ 15, "rcpt 0 pending 0 -5 0 1 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad next_try" },
-	{ 12, "rcpt 0 pending 0 0 z 1 local bob /m bob@x bob@x ", 12,
+	{ 15, "rcpt 0 pending 0 0 z 1 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad last_try" },
-	{ 12, "rcpt 0 pending 0 0 0 3 local bob /m bob@x bob@x ", 12,
+	{ 15, "rcpt 0 pending 0 0 0 3 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad delivery kind" },
-	{ 12, "rcpt 0 pending 0 0 0 0 local bob /m bob@x bob@x ", 12,
+	{ 15, "rcpt 0 pending 0 0 0 0 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad delivery kind" },
-	{ 12, "rcpt 0 pending 0 0 0 4294967297 local bob /m bob@x bob@x ", 12,
-	    "bad delivery kind" },
-	{ 12, "rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x", 12,
-	    "11 fields" },
-	{ 12, "rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x  ", 12,
-	    "more than 12 fields" },
-	{ 12, "rcpt 0 pending 0 0 0 1 local bob /m  bob@x ", 12,
+	{ 15, "rcpt 0 pending 0 0 0 4294967297 local bob /m bob@x bob@x "
+	    NO_DSN, 15, "bad delivery kind" },
+	/* The twelve values of the recipient line before DSN. */
+	{ 15, "rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x ", 15,
+	    "12 fields, 15 expected" },
+	{ 15, "rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x  0 ", 15,
+	    "14 fields, 15 expected" },
+	{ 15, "rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x " NO_DSN " ",
+	    15, "more than 15 fields" },
+	{ 15, "rcpt 0 pending 0 0 0 1 local bob /m  bob@x " NO_DSN, 15,
 	    "empty recipient address" },
-	{ 12, "rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x a%zz", 12,
-	    "last_error: bad escape" },
-	{ 12, "rcpt ", 12, "1 fields" },
-	{ 12, "rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x \nrcpt 1 "
-	    "pending 0 0 0 1 local bob /m bob@x bob@x ", 13,
+	{ 15, "rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x a%zz" NO_DSN,
+	    15, "last_error: bad escape" },
+	{ 15, "rcpt ", 15, "1 fields" },
+	/* notify: DSN_NOTIFY_* bits, NEVER alone. */
+	{ 15, R_HEAD "16" R_TAIL, 15, "bad notify 16: unknown bits 0x10" },
+	{ 15, R_HEAD "31" R_TAIL, 15, "bad notify 31: unknown bits 0x10" },
+	{ 15, R_HEAD "3" R_TAIL, 15, "bad notify 3: NEVER with other" },
+	{ 15, R_HEAD "9" R_TAIL, 15, "bad notify 9: NEVER with other" },
+	{ 15, R_HEAD "15" R_TAIL, 15, "bad notify 15: NEVER with other" },
+	{ 15, R_HEAD "x" R_TAIL, 15, "bad notify \"x\"" },
+	{ 15, R_HEAD "-2" R_TAIL, 15, "bad notify" },
+	{ 15, R_HEAD "4294967298" R_TAIL, 15, "bad notify" },
+	{ 15, R_HEAD "" R_TAIL, 15, "bad notify" },
+	/* orcpt: escaped text shorter than ORCPT_MAX. */
+	{ 15, R_HEAD "0 rfc822;a%zz 0", 15, "orcpt: bad escape" },
+	{ 15, R_HEAD "0 rfc822;a%00b 0", 15, "orcpt: escaped NUL" },
+	{ 15, R_HEAD "0 rfc822;a\tb 0", 15, "orcpt: unescaped control" },
+	{ 15, R_HEAD "0 " X100 X100 X100 X100 X100 X100 " 0", 15,
+	    "orcpt: bad escape or too long" },
+	/* dsn: RCPT_DSN_* bits. */
+	{ 15, R_HEAD "0 rfc822;bob@x 4", 15, "bad dsn 4: unknown bits 0x4" },
+	{ 15, R_HEAD "0 rfc822;bob@x 7", 15, "bad dsn 7: unknown bits 0x4" },
+	{ 15, R_HEAD "0 rfc822;bob@x -1", 15, "bad dsn \"-1\"" },
+	{ 15, R_HEAD "0 rfc822;bob@x DONE", 15, "bad dsn" },
+	{ 15, R_HEAD "0 rfc822;bob@x ", 15, "bad dsn" },
+	{ 15, "rcpt 0 pending 0 0 0 1 local bob /m bob@x bob@x " NO_DSN "\n"
+	    "rcpt 1 pending 0 0 0 1 local bob /m bob@x bob@x " NO_DSN, 16,
 	    "more recipients than the 1 declared" },
-	{ 13, "end\nmore", 14, "data after end" },
-	{ 13, "end\n", 14, "data after end" },
-	{ 13, NULL, 13, "truncated: no end line" },
-	{ 13, "end ", 13, "unknown key" },
+	{ 16, "end\nmore", 17, "data after end" },
+	{ 16, "end\n", 17, "data after end" },
+	{ 16, NULL, 16, "truncated: no end line" },
+	{ 16, "end ", 16, "unknown key" },
 };
 
 START_TEST(test_parse_errors)
@@ -434,10 +567,17 @@ START_TEST(test_parse_base_ok)
 	ck_assert_str_eq(m->msgid, "0123456789abcdef");
 	ck_assert_uint_eq(m->size, 10);
 	ck_assert_str_eq(m->auth_user, "");
+	ck_assert_uint_eq(m->flags, MSG_F_DSN);
+	ck_assert_str_eq(m->envid, "QQ+1");
+	ck_assert_uint_eq(m->ret, DSN_RET_FULL);
 	ck_assert_uint_eq(m->nrcpts, 1);
 	ck_assert_uint_eq(m->rcpts[0].dlv.kind, DLV_MBOX);
 	ck_assert_str_eq(m->rcpts[0].dlv.rcpt, "bob@x");
 	ck_assert_str_eq(m->rcpts[0].last_error, "");
+	ck_assert_uint_eq(m->rcpts[0].dlv.notify,
+	    DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE);
+	ck_assert_str_eq(m->rcpts[0].dlv.orcpt, "rfc822;bob@x");
+	ck_assert_uint_eq(m->rcpts[0].dsn, RCPT_DSN_WARNED);
 	qmsg_free(m);
 	free(text);
 }
@@ -462,7 +602,7 @@ START_TEST(test_parse_errors_raw)
 	/* The last line without its newline. */
 	text = text_with(0, NULL);
 	len = strlen(text);
-	expect_error(text, len - 1, 13, "truncated: no end of line");
+	expect_error(text, len - 1, 16, "truncated: no end of line");
 	free(text);
 
 	/* An overlong line, and a file beyond ENVELOPE_MAX. */
@@ -926,6 +1066,10 @@ START_TEST(test_fs_envelope_update)
 	m->rcpts[1].next_try = 1700000900;
 	strlcpy(m->rcpts[1].last_error, "451 4.3.0 try later",
 	    sizeof(m->rcpts[1].last_error));
+	/* DSN progress is what an update must not lose. */
+	m->flags = MSG_F_HELD;
+	m->rcpts[0].dsn = RCPT_DSN_DONE;
+	m->rcpts[1].dsn = RCPT_DSN_WARNED;
 	ck_assert_int_eq(FS->envelope_update(m), 0);
 	ck_assert_int_eq(dir_count("queue"), 2);	/* no .tmp left */
 
@@ -933,6 +1077,9 @@ START_TEST(test_fs_envelope_update)
 	ck_assert_ptr_nonnull(p = loaded_find(&l, m->msgid));
 	assert_msg_eq(m, p);
 	ck_assert_str_eq(p->rcpts[1].last_error, "451 4.3.0 try later");
+	ck_assert_uint_eq(p->flags, MSG_F_HELD);
+	ck_assert_uint_eq(p->rcpts[0].dsn, RCPT_DSN_DONE);
+	ck_assert_uint_eq(p->rcpts[1].dsn, RCPT_DSN_WARNED);
 	loaded_free(&l);
 
 	/* No envelope springs up for a message that is not committed. */
@@ -1227,6 +1374,7 @@ envelope_suite(void)
 	tcase_add_test(tc, test_roundtrip_basic);
 	tcase_add_test(tc, test_roundtrip_awkward);
 	tcase_add_test(tc, test_serialize_format);
+	tcase_add_test(tc, test_roundtrip_dsn_values);
 	tcase_add_test(tc, test_qmsg_rcpts);
 	tcase_add_test(tc, test_parse_base_ok);
 	tcase_add_loop_test(tc, test_parse_errors, 0,

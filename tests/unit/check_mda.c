@@ -37,6 +37,8 @@ static char	 top[32];		/* per tcase: /tmp/check_mda.XXXXXX */
 static char	 base[64];		/* per test: top/t.XXXXXX, root 0755 */
 static char	 spool[128];		/* base/spool: root:mail 2775 */
 static char	 home[128];		/* base/home: nobody 0755 */
+static char	 qdir[128];		/* base/queue: root 0700, markers */
+static char	 marker[192];		/* qdir/MSGID.mda.0 */
 static uid_t	 nuid;
 static gid_t	 ngid;
 static gid_t	 mailgid;
@@ -88,6 +90,29 @@ static const char m1_maildir[] =
     "bare\rcr\n"
     "From the last line";
 static const char m2[] = "Subject: two\r\n\r\nbody\r\n";
+/* As mtad spools it: its Received header first, with the message id. */
+static const char m3[] =
+    "Received: from client ([192.0.2.1])\r\n"
+    "\tby mx.example.org (mtad) with ESMTP id " MSGID "\r\n"
+    "\tfor <" RCPT ">;\r\n"
+    "\tMon, 23 Nov 2026 14:44:52 +0000\r\n"
+    "Subject: three\r\n"
+    "\r\n"
+    "From the start\r\n"
+    "body\r\n";
+static const char m3_mbox[] =
+    "Return-Path: <" SENDER ">\n"
+    "Delivered-To: " RCPT "\n"
+    "Received: from client ([192.0.2.1])\n"
+    "\tby mx.example.org (mtad) with ESMTP id " MSGID "\n"
+    "\tfor <" RCPT ">;\n"
+    "\tMon, 23 Nov 2026 14:44:52 +0000\n"
+    "Subject: three\n"
+    "\n"
+    ">From the start\n"
+    "body\n"
+    "\n";
+#define RECOVERED	"2.0.0 already delivered (recovered after a crash)"
 static const char m2_mbox[] =
     "Return-Path: <>\n"
     "Delivered-To: " RCPT "\n"
@@ -127,6 +152,10 @@ setup(void)
 	snprintf(home, sizeof(home), "%s/home", base);
 	ck_assert_int_eq(mkdir(home, 0755), 0);
 	ck_assert_int_eq(chown(home, nuid, ngid), 0);
+	/* As the spool's queue/: the user cannot open a marker by name. */
+	snprintf(qdir, sizeof(qdir), "%s/queue", base);
+	ck_assert_int_eq(mkdir(qdir, 0700), 0);
+	snprintf(marker, sizeof(marker), "%s/%s.mda.0", qdir, MSGID);
 	mda_mbox_lock_wait_ms = 10000;
 }
 
@@ -199,14 +228,18 @@ req_init(struct mda_request *r, uint32_t kind, const char *path,
 	r->msgfd = msg_fd(data, len);
 }
 
+/* A delivery with the intent marker mpath ("" for none). */
 static int
-deliver(uint32_t kind, const char *path, const char *sender,
-    const char *data, size_t len, char *err, size_t errsz)
+deliver_marked(uint32_t kind, const char *path, const char *mpath,
+    const char *sender, const char *data, size_t len, char *err,
+    size_t errsz)
 {
 	struct mda_request	 r;
 	int			 status;
 
 	req_init(&r, kind, path, sender, data, len);
+	ck_assert_uint_lt(strlcpy(r.marker, mpath, sizeof(r.marker)),
+	    sizeof(r.marker));
 	err[0] = '\0';
 	if (kind == DLV_MBOX)
 		status = mda_mbox(&r, err, errsz);
@@ -214,6 +247,13 @@ deliver(uint32_t kind, const char *path, const char *sender,
 		status = mda_maildir(&r, err, errsz);
 	close(r.msgfd);
 	return status;
+}
+
+static int
+deliver(uint32_t kind, const char *path, const char *sender,
+    const char *data, size_t len, char *err, size_t errsz)
+{
+	return deliver_marked(kind, path, "", sender, data, len, err, errsz);
 }
 
 #define DELIVER_OK(kind, path, sender, data, len) do {			\
@@ -715,6 +755,457 @@ START_TEST(mbox_bad_path_refused)
 }
 END_TEST
 
+/* ---- exactly once across crashes: the intent marker ---- */
+
+/* m3 into path with the marker, as mtad delivers it. */
+static int
+deliver_m3(uint32_t kind, const char *path, char *err, size_t errsz)
+{
+	return deliver_marked(kind, path, marker, SENDER, m3, sizeof(m3) - 1,
+	    err, errsz);
+}
+
+#define DELIVER_M3(kind, path, want) do {				\
+	char	 e_[TEXT_MAX];						\
+	int	 s_ = deliver_m3(kind, path, e_, sizeof(e_));		\
+	ck_assert_msg(s_ == DLV_OK, "delivery to %s: status %d: %s",	\
+	    path, s_, e_);						\
+	ck_assert_str_eq(e_, want);					\
+} while (0)
+
+/* The marker as an earlier attempt left it: root's, 0600. */
+static void
+set_marker(const char *text)
+{
+	if (unlink(marker) == -1)
+		ck_assert_int_eq(errno, ENOENT);
+	write_file(marker, text, 0, 0, 0600);
+}
+
+static void
+assert_marker(const char *want)
+{
+	size_t	 len;
+	char	*got = slurp(marker, &len);
+
+	ck_assert_str_eq(got, want);
+	free(got);
+}
+
+/* The marker text for a record of the mailbox path at off, len bytes. */
+static void
+mbox_marker_text(char *buf, size_t bufsz, const char *path, off_t off,
+    off_t len)
+{
+	struct stat	 st;
+
+	ck_assert_int_eq(stat(path, &st), 0);
+	snprintf(buf, bufsz, "mbox %llu %llu %lld %lld\n",
+	    (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+	    (long long)off, (long long)len);
+}
+
+static void
+append_bytes(const char *path, const char *data, size_t len)
+{
+	int	 fd;
+
+	ck_assert_int_ne(fd = open(path, O_WRONLY | O_APPEND), -1);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	ck_assert_int_eq(close(fd), 0);
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat	 st;
+
+	ck_assert_int_eq(stat(path, &st), 0);
+	return st.st_size;
+}
+
+START_TEST(mbox_marker_says_where)
+{
+	char		 path[PATH_MAX], want[128];
+	const char	 old[] = "From x Mon Jan  1 00:00:00 2024\nold\n\n";
+	const char	*nl;
+	struct stat	 st;
+	size_t		 len, olen = strlen(old);
+	char		*data;
+
+	spool_path(path, sizeof(path), "nobody");
+	write_file(path, old, nuid, mailgid, 0600);
+	DELIVER_M3(DLV_MBOX, path, "");
+	data = slurp(path, &len);
+	mbox_marker_text(want, sizeof(want), path, (off_t)olen,
+	    (off_t)(len - olen));
+	assert_marker(want);
+	/* LENGTH is the record exactly: the From_ line and m3_mbox. */
+	ck_assert(memcmp(data, old, olen) == 0);
+	ck_assert_ptr_nonnull(nl = memchr(data + olen, '\n', len - olen));
+	check_from_line(data + olen, (size_t)(nl - data) - olen, SENDER);
+	ck_assert_uint_eq(len - (size_t)(nl + 1 - data), strlen(m3_mbox));
+	ck_assert(memcmp(nl + 1, m3_mbox, strlen(m3_mbox)) == 0);
+	/* Root's, out of the user's reach. */
+	ck_assert_int_eq(lstat(marker, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_uint_eq(st.st_uid, 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0600);
+	free(data);
+}
+END_TEST
+
+/* In the spool (root locks) and in a home directory (the user does). */
+START_TEST(mbox_marker_completed_is_noop)
+{
+	char		 path[2][PATH_MAX];
+	char		*before, *mark;
+	size_t		 blen, mlen, i;
+
+	spool_path(path[0], sizeof(path[0]), "nobody");
+	snprintf(path[1], sizeof(path[1]), "%s/mbox", home);
+	for (i = 0; i < 2; i++) {
+		if (unlink(marker) == -1)
+			ck_assert_int_eq(errno, ENOENT);
+		DELIVER_M3(DLV_MBOX, path[i], "");
+		before = slurp(path[i], &blen);
+		mark = slurp(marker, &mlen);
+		DELIVER_M3(DLV_MBOX, path[i], RECOVERED);
+		assert_content(path[i], before, blen);
+		assert_marker(mark);
+		free(before);
+		free(mark);
+	}
+}
+END_TEST
+
+/* An append cut short anywhere is cut off and made again, once. */
+START_TEST(mbox_marker_partial_completed)
+{
+	char		 path[PATH_MAX], text[128];
+	const char	*senders[] = { SENDER, SENDER };
+	const char	*bodies[] = { m3_mbox, m3_mbox };
+	size_t		 cuts[4], flen, i;
+	char		*first;
+
+	spool_path(path, sizeof(path), "nobody");
+	for (i = 0; i < 4; i++) {
+		if (unlink(marker) == -1)
+			ck_assert_int_eq(errno, ENOENT);
+		if (unlink(path) == -1)
+			ck_assert_int_eq(errno, ENOENT);
+		DELIVER_M3(DLV_MBOX, path, "");
+		first = slurp(path, &flen);
+		/* In "From", in the date, in the middle, before the end. */
+		cuts[0] = 3;
+		cuts[1] = strlen("From " SENDER " Mon");
+		cuts[2] = flen / 2;
+		cuts[3] = flen - 1;
+		append_bytes(path, first, cuts[i]);
+		mbox_marker_text(text, sizeof(text), path, (off_t)flen,
+		    (off_t)flen);
+		set_marker(text);
+
+		DELIVER_M3(DLV_MBOX, path, "");
+		assert_mbox(path, senders, bodies, 2);
+		ck_assert_int_eq(file_size(path), (off_t)(2 * flen));
+		assert_marker(text);	/* the same place again */
+		DELIVER_M3(DLV_MBOX, path, RECOVERED);
+		assert_mbox(path, senders, bodies, 2);
+		free(first);
+	}
+}
+END_TEST
+
+/* A mailbox replaced since (another inode) is not the one marked. */
+START_TEST(mbox_marker_other_inode_delivers)
+{
+	char		 path[PATH_MAX], moved[PATH_MAX + 8];
+	const char	*senders[] = { SENDER, SENDER };
+	const char	*bodies[] = { m3_mbox, m3_mbox };
+	size_t		 len;
+	char		*data;
+
+	spool_path(path, sizeof(path), "nobody");
+	DELIVER_M3(DLV_MBOX, path, "");
+	data = slurp(path, &len);
+	snprintf(moved, sizeof(moved), "%s.old", path);
+	ck_assert_int_eq(rename(path, moved), 0);
+	write_file(path, data, nuid, mailgid, 0600);
+	DELIVER_M3(DLV_MBOX, path, "");
+	assert_mbox(path, senders, bodies, 2);
+	free(data);
+}
+END_TEST
+
+/* Bytes at OFFSET that are not this delivery's are left alone. */
+START_TEST(mbox_marker_other_bytes_delivers)
+{
+	char		 path[PATH_MAX], text[128];
+	const char	 old[] = "From x Mon Jan  1 00:00:00 2024\nold\n\n";
+	size_t		 olen = strlen(old), len, i;
+	off_t		 lens[2] = { (off_t)strlen(old), 1000 };
+	char		*data;
+
+	spool_path(path, sizeof(path), "nobody");
+	for (i = 0; i < 2; i++) {
+		if (unlink(path) == -1)
+			ck_assert_int_eq(errno, ENOENT);
+		write_file(path, old, nuid, mailgid, 0600);
+		/* As if done (size >= OFFSET+LENGTH), as if cut short. */
+		mbox_marker_text(text, sizeof(text), path, 0, lens[i]);
+		set_marker(text);
+		DELIVER_M3(DLV_MBOX, path, "");
+		data = slurp(path, &len);
+		ck_assert(memcmp(data, old, olen) == 0);
+		ck_assert(strncmp(data + olen, "From " SENDER " ",
+		    strlen("From " SENDER " ")) == 0);
+		ck_assert_uint_eq(len, olen + (size_t)(strchr(data + olen,
+		    '\n') - (data + olen)) + 1 + strlen(m3_mbox));
+		free(data);
+	}
+}
+END_TEST
+
+/* Without mtad's " id MSGID" a record is not known to be this message. */
+START_TEST(mbox_marker_needs_message_id)
+{
+	char		 path[PATH_MAX], err[TEXT_MAX];
+	const char	*senders[] = { SENDER, SENDER };
+	const char	*bodies[] = { m1_mbox, m1_mbox };
+	int		 i;
+
+	spool_path(path, sizeof(path), "nobody");
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(deliver_marked(DLV_MBOX, path, marker, SENDER,
+		    m1, sizeof(m1) - 1, err, sizeof(err)), DLV_OK);
+		ck_assert_str_eq(err, "");
+	}
+	assert_mbox(path, senders, bodies, 2);
+}
+END_TEST
+
+/*
+ * A start of our record followed by another message (appended after the
+ * crash) is neither cut off nor taken for the whole record.
+ */
+START_TEST(mbox_marker_cut_then_appended_left_alone)
+{
+	char		 path[PATH_MAX], text[128], *first, *data;
+	const char	 other[] = "From bob Mon Jan  1 00:00:00 2024\nhi\n\n";
+	size_t		 flen, len, cuts[2], junk, i;
+
+	spool_path(path, sizeof(path), "nobody");
+	for (i = 0; i < 2; i++) {
+		if (unlink(marker) == -1)
+			ck_assert_int_eq(errno, ENOENT);
+		if (unlink(path) == -1)
+			ck_assert_int_eq(errno, ENOENT);
+		DELIVER_M3(DLV_MBOX, path, "");
+		first = slurp(path, &flen);
+		/* Short of the record's end, past it (whole header block). */
+		cuts[0] = 100;
+		cuts[1] = flen - 10;
+		append_bytes(path, first, cuts[i]);
+		append_bytes(path, other, strlen(other));
+		junk = cuts[i] + strlen(other);
+		ck_assert(i == 0 ? junk < flen : junk >= flen);
+		mbox_marker_text(text, sizeof(text), path, (off_t)flen,
+		    (off_t)flen);
+		set_marker(text);
+
+		DELIVER_M3(DLV_MBOX, path, "");
+		data = slurp(path, &len);
+		ck_assert_uint_eq(len, 2 * flen + junk);
+		ck_assert(memcmp(data + flen, first, cuts[i]) == 0);
+		ck_assert(memcmp(data + flen + cuts[i], other,
+		    strlen(other)) == 0);
+		ck_assert(strncmp(data + flen + junk, "From " SENDER " ",
+		    strlen("From " SENDER " ")) == 0);
+		ck_assert(memcmp(data + len - strlen(m3_mbox), m3_mbox,
+		    strlen(m3_mbox)) == 0);
+		free(first);
+		free(data);
+	}
+}
+END_TEST
+
+/* A marker the helper did not make itself is not used. */
+START_TEST(marker_not_ours_refused)
+{
+	char		 path[PATH_MAX], target[PATH_MAX], md[PATH_MAX];
+	char		 err[TEXT_MAX];
+	int		 i, status;
+
+	snprintf(target, sizeof(target), "%s/target", base);
+	write_file(target, "x", 0, 0, 0600);
+	spool_path(path, sizeof(path), "nobody");
+	snprintf(md, sizeof(md), "%s/Maildir", home);
+	for (i = 0; i < 3; i++) {
+		if (unlink(marker) == -1)
+			ck_assert_int_eq(errno, ENOENT);
+		if (i == 0)
+			ck_assert_int_eq(symlink(target, marker), 0);
+		else if (i == 1)
+			ck_assert_int_eq(link(target, marker), 0);
+		else
+			write_file(marker, "", nuid, ngid, 0600);
+		status = deliver_m3(DLV_MBOX, path, err, sizeof(err));
+		ck_assert_int_eq(status, DLV_TEMPFAIL);
+		ck_assert_msg(strncmp(err, "4.3.0 ", 6) == 0 &&
+		    strstr(err, "delivery marker") != NULL, "err \"%s\"", err);
+		status = deliver_m3(DLV_MAILDIR, md, err, sizeof(err));
+		ck_assert_int_eq(status, DLV_TEMPFAIL);
+		ck_assert(!exists(path));
+		ck_assert(!exists(md));
+		assert_content(target, "x", 1);
+	}
+}
+END_TEST
+
+/* ---- stale dotlocks ---- */
+
+/* The pid of a process that has exited and been reaped. */
+static pid_t
+dead_pid(void)
+{
+	pid_t	 pid;
+	int	 ws;
+
+	ck_assert_int_ne(pid = fork(), -1);
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_eq(waitpid(pid, &ws, 0), pid);
+	ck_assert_int_eq(kill(pid, 0), -1);
+	return pid;
+}
+
+static long
+elapsed_ms(const struct timespec *t0)
+{
+	struct timespec	 t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) /
+	    1000000;
+}
+
+/* In the spool (root's lock) and a home directory (the user's). */
+START_TEST(mbox_dead_pid_dotlock_broken_at_once)
+{
+	char		 path[2][PATH_MAX], lock[PATH_MAX + 8], pidtext[32];
+	const char	*senders[] = { "MAILER-DAEMON" };
+	const char	*bodies[] = { m2_mbox };
+	struct timespec	 t0;
+	long		 ms;
+	int		 i;
+
+	spool_path(path[0], sizeof(path[0]), "nobody");
+	snprintf(path[1], sizeof(path[1]), "%s/mbox", home);
+	mda_mbox_lock_wait_ms = 5000;
+	for (i = 0; i < 2; i++) {
+		strlcpy(lock, path[i], sizeof(lock));
+		strlcat(lock, ".lock", sizeof(lock));
+		snprintf(pidtext, sizeof(pidtext), "%d\n", (int)dead_pid());
+		write_file(lock, pidtext, i == 0 ? 0 : nuid,
+		    i == 0 ? mailgid : ngid, 0600);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		DELIVER_OK(DLV_MBOX, path[i], "", m2, sizeof(m2) - 1);
+		ms = elapsed_ms(&t0);
+		ck_assert_msg(ms < 2000, "waited %ld ms", ms);
+		ck_assert(!exists(lock));
+		assert_mbox(path[i], senders, bodies, 1);
+	}
+}
+END_TEST
+
+START_TEST(mbox_live_pid_dotlock_is_tempfail)
+{
+	char		 path[PATH_MAX], lock[PATH_MAX + 8], err[TEXT_MAX];
+	char		 pidtext[32], want[PATH_MAX + 64];
+	int		 status;
+
+	spool_path(path, sizeof(path), "nobody");
+	write_file(path, "", nuid, mailgid, 0600);
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	snprintf(pidtext, sizeof(pidtext), "%d\n", (int)getpid());
+	write_file(lock, pidtext, 0, mailgid, 0600);
+	mda_mbox_lock_wait_ms = 300;
+	status = deliver(DLV_MBOX, path, SENDER, m1, sizeof(m1) - 1, err,
+	    sizeof(err));
+	ck_assert_int_eq(status, DLV_TEMPFAIL);
+	snprintf(want, sizeof(want), "4.2.0 mailbox %s is locked", path);
+	ck_assert_str_eq(err, want);
+	assert_content(lock, pidtext, strlen(pidtext));
+	assert_content(path, "", 0);
+}
+END_TEST
+
+/* A live pid does not keep a lock past the age limit (pids are reused). */
+START_TEST(mbox_old_live_pid_dotlock_removed)
+{
+	char		 path[PATH_MAX], lock[PATH_MAX + 8], pidtext[32];
+	struct timeval	 tv[2];
+
+	spool_path(path, sizeof(path), "nobody");
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	snprintf(pidtext, sizeof(pidtext), "%d\n", (int)getpid());
+	write_file(lock, pidtext, 0, mailgid, 0600);
+	gettimeofday(&tv[0], NULL);
+	tv[0].tv_sec -= 600;
+	tv[1] = tv[0];
+	ck_assert_int_eq(utimes(lock, tv), 0);
+	mda_mbox_lock_wait_ms = 300;
+	DELIVER_OK(DLV_MBOX, path, "", m2, sizeof(m2) - 1);
+	ck_assert(!exists(lock));
+}
+END_TEST
+
+/* While a delivery waits for the fcntl lock, its dotlock names it. */
+START_TEST(mbox_dotlock_holds_helper_pid)
+{
+	char		 path[PATH_MAX], lock[PATH_MAX + 8], pidtext[32];
+	char		 err[TEXT_MAX], *got = NULL;
+	struct flock	 fl;
+	struct timespec	 t0;
+	size_t		 len = 0;
+	pid_t		 pid;
+	int		 fd, ws;
+
+	spool_path(path, sizeof(path), "nobody");
+	write_file(path, "", nuid, mailgid, 0600);
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	ck_assert_int_ne(fd = open(path, O_RDWR), -1);
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	ck_assert_int_eq(fcntl(fd, F_SETLK, &fl), 0);
+	mda_mbox_lock_wait_ms = 10000;
+	ck_assert_int_ne(pid = fork(), -1);
+	if (pid == 0)
+		_exit(deliver(DLV_MBOX, path, "", m2, sizeof(m2) - 1, err,
+		    sizeof(err)) == DLV_OK ? 0 : 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (elapsed_ms(&t0) < 5000) {
+		if (exists(lock)) {
+			free(got);
+			got = slurp(lock, &len);
+			if (len > 0 && got[len - 1] == '\n')
+				break;
+		}
+		usleep(10000);
+	}
+	snprintf(pidtext, sizeof(pidtext), "%d\n", (int)pid);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_str_eq(got, pidtext);
+	free(got);
+	close(fd);	/* releases the fcntl lock */
+	ck_assert_int_eq(waitpid(pid, &ws, 0), pid);
+	ck_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	ck_assert(!exists(lock));
+}
+END_TEST
+
 /* ---- a long message: chunk boundaries of the 64 KiB reads ---- */
 
 struct gen {
@@ -1057,6 +1548,102 @@ START_TEST(maildir_long_message_exact)
 }
 END_TEST
 
+/* ---- maildir: the intent marker ---- */
+
+/* A maildir as its user made it. */
+static void
+md_make(const char *md)
+{
+	static const char *const subs[] = { "", "/tmp", "/new", "/cur" };
+	char	 dir[PATH_MAX + 8];
+	size_t	 i;
+
+	for (i = 0; i < 4; i++) {
+		snprintf(dir, sizeof(dir), "%s%s", md, subs[i]);
+		ck_assert_int_eq(mkdir(dir, 0700), 0);
+		ck_assert_int_eq(chown(dir, nuid, ngid), 0);
+	}
+}
+
+static int
+md_count(const char *md, const char *sub)
+{
+	char	 dir[PATH_MAX + 8];
+
+	snprintf(dir, sizeof(dir), "%s/%s", md, sub);
+	return dir_entries(dir, NULL, 0);
+}
+
+START_TEST(maildir_marker_completed_is_noop)
+{
+	char	 md[PATH_MAX];
+
+	snprintf(md, sizeof(md), "%s/Maildir", home);
+	DELIVER_M3(DLV_MAILDIR, md, "");
+	assert_marker("maildir\n");
+	DELIVER_M3(DLV_MAILDIR, md, RECOVERED);
+	ck_assert_int_eq(md_count(md, "new"), 1);
+	ck_assert_int_eq(md_count(md, "tmp"), 0);
+	assert_marker("maildir\n");
+}
+END_TEST
+
+/* The file, in new/ or already read into cur/, is found. */
+START_TEST(maildir_marker_existing_file_is_noop)
+{
+	char		 md[PATH_MAX], file[PATH_MAX + 128];
+	const char	*where[] = { "new/1700000000.M1P1_Q" MSGID ".host",
+			    "cur/1700000000.M1P1_Q" MSGID ".host:2,S" };
+	size_t		 i;
+
+	for (i = 0; i < 2; i++) {
+		snprintf(md, sizeof(md), "%s/Maildir%zu", home, i);
+		md_make(md);
+		snprintf(file, sizeof(file), "%s/%s", md, where[i]);
+		write_file(file, m1_maildir, nuid, ngid, 0600);
+		set_marker("maildir\n");
+		DELIVER_M3(DLV_MAILDIR, md, RECOVERED);
+		ck_assert_int_eq(md_count(md, "new"), i == 0 ? 1 : 0);
+		ck_assert_int_eq(md_count(md, "cur"), i == 0 ? 0 : 1);
+		ck_assert_int_eq(md_count(md, "tmp"), 0);
+		assert_content(file, m1_maildir, sizeof(m1_maildir) - 1);
+	}
+}
+END_TEST
+
+/*
+ * Delivered: a marker whose attempt linked nothing, a file of the message
+ * for another recipient, and (no marker) a file of an earlier delivery.
+ */
+START_TEST(maildir_marker_without_its_file_delivers)
+{
+	char		 md[PATH_MAX], file[PATH_MAX + 128];
+	const char	 other[] = "Return-Path: <" SENDER ">\n"
+			    "Delivered-To: other@example.org\n\nx\n";
+
+	snprintf(md, sizeof(md), "%s/Maildir", home);
+	md_make(md);
+	set_marker("maildir\n");
+	DELIVER_M3(DLV_MAILDIR, md, "");
+	ck_assert_int_eq(md_count(md, "new"), 1);
+
+	snprintf(md, sizeof(md), "%s/Other", home);
+	md_make(md);
+	snprintf(file, sizeof(file), "%s/new/1.M1P1_Q%s.host", md, MSGID);
+	write_file(file, other, nuid, ngid, 0600);
+	set_marker("maildir\n");
+	DELIVER_M3(DLV_MAILDIR, md, "");
+	ck_assert_int_eq(md_count(md, "new"), 2);
+
+	snprintf(md, sizeof(md), "%s/Again", home);
+	md_make(md);
+	snprintf(file, sizeof(file), "%s/new/1.M1P1_Q%s.host", md, MSGID);
+	write_file(file, m1_maildir, nuid, ngid, 0600);
+	DELIVER_OK(DLV_MAILDIR, md, SENDER, m3, sizeof(m3) - 1);
+	ck_assert_int_eq(md_count(md, "new"), 2);
+}
+END_TEST
+
 /* ---- without privileges ---- */
 
 START_TEST(bad_request_refused)
@@ -1118,6 +1705,27 @@ mda_suite(int *skipped)
 	tcase_add_test(tc, mbox_world_writable_dir_not_trusted);
 	tcase_add_test(tc, mbox_failed_write_truncated);
 	tcase_add_test(tc, mbox_long_message_exact);
+	tcase_add_test(tc, mbox_dead_pid_dotlock_broken_at_once);
+	tcase_add_test(tc, mbox_live_pid_dotlock_is_tempfail);
+	tcase_add_test(tc, mbox_old_live_pid_dotlock_removed);
+	tcase_add_test(tc, mbox_dotlock_holds_helper_pid);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("marker");
+	tcase_add_unchecked_fixture(tc, top_setup, top_teardown);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, mbox_marker_says_where);
+	tcase_add_test(tc, mbox_marker_completed_is_noop);
+	tcase_add_test(tc, mbox_marker_partial_completed);
+	tcase_add_test(tc, mbox_marker_other_inode_delivers);
+	tcase_add_test(tc, mbox_marker_other_bytes_delivers);
+	tcase_add_test(tc, mbox_marker_needs_message_id);
+	tcase_add_test(tc, mbox_marker_cut_then_appended_left_alone);
+	tcase_add_test(tc, marker_not_ours_refused);
+	tcase_add_test(tc, maildir_marker_completed_is_noop);
+	tcase_add_test(tc, maildir_marker_existing_file_is_noop);
+	tcase_add_test(tc, maildir_marker_without_its_file_delivers);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("maildir");
