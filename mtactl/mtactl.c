@@ -320,7 +320,7 @@ cmd_show_queue(struct imsgbuf *ib, int argc, char **argv)
 	if (json)
 		printf("\n");
 	else
-		printf("-- %d recipient%s\n", n, n == 1 ? "" : "s");
+		printf("-- %d recipient%s queued\n", n, n == 1 ? "" : "s");
 	return 0;
 }
 

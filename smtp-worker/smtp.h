@@ -17,6 +17,7 @@
 
 #define SMTP_LINE_MAX		4096	/* a command line, CRLF included */
 #define SMTP_ERRORS_MAX		10	/* bad commands before 421 */
+#define SMTP_SHUTDOWN_GRACE_SECS 1	/* for QUIT after the last transaction */
 /* deliveries in one transaction, after alias expansion: bounds memory */
 #define SMTP_DLVS_MAX		10000
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -631,6 +632,33 @@ data_consume(struct smtp_session *s, struct evbuffer *in)
 	return 0;
 }
 
+/*
+ * Shutting down: no new transaction starts.  A client that just finished
+ * one gets a short grace to say QUIT (221); anything else, or silence, gets
+ * 421.  Returns 1 when the session must not process input now.
+ */
+static int
+shutdown_check(struct smtp_session *s, struct evbuffer *in)
+{
+	struct timeval	 grace = { SMTP_SHUTDOWN_GRACE_SECS, 0 };
+	struct evbuffer_ptr p;
+	char		 verb[6];
+	size_t		 len;
+
+	p = evbuffer_search_eol(in, NULL, &len, EVBUFFER_EOL_CRLF);
+	if (p.pos == -1) {
+		bufferevent_set_timeouts(s->bev, &grace, &grace);
+		return 1;
+	}
+	memset(verb, 0, sizeof(verb));
+	evbuffer_copyout(in, verb, p.pos < 5 ? (size_t)p.pos : 5);
+	if (p.pos == 4 && strncasecmp(verb, "QUIT", 4) == 0)
+		return 0;
+	reply(s, "421 4.3.2 %s Service shutting down", smtp_conf->hostname);
+	session_close_after_reply(s);
+	return 1;
+}
+
 /* Handles what the input buffer holds, as far as the state allows. */
 static void
 session_process(struct smtp_session *s)
@@ -641,13 +669,9 @@ session_process(struct smtp_session *s)
 	char		*line;
 
 	for (;;) {
-		if (s->state == S_CMD && !smtp_accepting()) {
-			/* Shutting down: no new command, nothing promised yet. */
-			reply(s, "421 4.3.2 %s Service shutting down",
-			    smtp_conf->hostname);
-			session_close_after_reply(s);
+		if (s->state == S_CMD && !smtp_accepting() &&
+		    shutdown_check(s, in))
 			return;
-		}
 		if (s->errors >= SMTP_ERRORS_MAX) {
 			reply(s, "421 4.7.0 %s Error: too many errors",
 			    smtp_conf->hostname);
@@ -724,11 +748,17 @@ session_event(struct bufferevent *bev, short what, void *arg)
 			smtp_session_free(s);
 			return;
 		}
+		/* Answering needs the write side to be enabled again. */
+		bufferevent_enable(bev, EV_WRITE);
+		if (!smtp_accepting() && s->state == S_CMD) {
+			reply(s, "421 4.3.2 %s Service shutting down",
+			    smtp_conf->hostname);
+			session_close_after_reply(s);
+			return;
+		}
 		log_info("%08x: timeout from %s in state %d", s->id,
 		    s->client_addr, s->state);
 		stat_increment("smtp.dialog.error.timeout", 1);
-		/* Answering needs the write side to be enabled again. */
-		bufferevent_enable(bev, EV_WRITE);
 		reply(s, "421 4.4.2 %s Error: timeout exceeded",
 		    smtp_conf->hostname);
 		session_close_after_reply(s);

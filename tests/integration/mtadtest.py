@@ -230,6 +230,7 @@ queue path "{dir}/queue"
 {retry}
 chroot "{dir}/chroot"
 control socket "{dir}/run/control.sock"
+submit socket "{dir}/run/submit.sock"
 pidfile "{dir}/run/mtad.pid"
 """
 
