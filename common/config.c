@@ -47,6 +47,7 @@ config_defaults(struct config *conf)
 	conf->max_rcpt = 1000;
 	conf->queue_lifetime = 4 * 86400;
 	conf->delay_warning = 0;
+	conf->queue_min_free = 64ULL * 1024 * 1024;
 	conf->smtp_timeout = 300;	/* RFC 5321 4.5.3.2 */
 	conf->sandbox = 1;
 	TAILQ_INIT(&conf->listeners);

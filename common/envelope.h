@@ -37,6 +37,10 @@ enum dlv_status {
 #define DSN_NOTIFY_FAILURE	0x4
 #define DSN_NOTIFY_DELAY	0x8
 #define ORCPT_MAX		600	/* "rfc822;" + an address, decoded */
+/* RFC 3461 RET, per message. */
+#define DSN_RET_NONE		0	/* not given */
+#define DSN_RET_FULL		1
+#define DSN_RET_HDRS		2
 
 struct dlv {
 	uint32_t	kind;			/* enum dlv_kind */

@@ -141,7 +141,7 @@ static void	 yyerror(YYLTYPE *, const char *);
 
 %token ACTION "action" ALIAS "alias" ANY "any" CHROOT "chroot"
 %token CONTROL "control" DELAYWARNING "delay-warning" DELIVER "deliver"
-%token DOMAIN "domain" FOR "for" LIFETIME "lifetime"
+%token DOMAIN "domain" FOR "for" LIFETIME "lifetime" MINFREE "min-free"
 %token FROM "from" GROUP "group" HOSTNAME "hostname" LIMIT "limit"
 %token LISTEN "listen" LOCAL "local" MAILDIR "maildir" MATCH "match"
 %token MAX "max" MBOX "mbox" MESSAGESIZE "message-size" MIN "min"
@@ -190,6 +190,19 @@ statement	: HOSTNAME STRING		{ set_hostname(@2.first_line, $2); }
 				    "for queue lifetime: 1m to 365d", $3);
 			else
 				p.conf->queue_lifetime = (time_t)n;
+			free($3);
+		}
+		| QUEUE MINFREE STRING		{
+			long long	n;
+
+			if (parse_scaled($3, "KMG", 1024, 1LL << 50, &n) == -1 &&
+			    strcmp($3, "0") != 0)
+				cfg_error(@3.first_line, "bad size \"%s\" for "
+				    "queue min-free: bytes with an optional K, "
+				    "M or G, or 0", $3);
+			else
+				p.conf->queue_min_free = strcmp($3, "0") == 0 ?
+				    0 : (uint64_t)n;
 			free($3);
 		}
 		| QUEUE DELAYWARNING OFF	{ p.conf->delay_warning = 0; }
@@ -475,6 +488,7 @@ static const struct keyword keywords[] = {
 	{ "mbox",		MBOX },
 	{ "message-size",	MESSAGESIZE },
 	{ "min",		MIN },
+	{ "min-free",		MINFREE },
 	{ "off",		OFF },
 	{ "on",			ON },
 	{ "path",		PATH },

@@ -50,7 +50,8 @@ enum imsg_type {
 
 	/* smtp-worker <-> queue; peerid = session id */
 	IMSG_QUEUE_CREATE,	/* empty */
-	IMSG_QUEUE_CREATE_RES,	/* u32 ok, str msgid; fd (O_WRONLY) when ok */
+	IMSG_QUEUE_CREATE_RES,	/* u32 status (QUEUE_*), str msgid; fd (O_WRONLY)
+				   when QUEUE_OK */
 	IMSG_QUEUE_RCPTS,	/* str msgid, u32 n, n x dlv: deliveries of a
 				   message, in as many frames as needed, before
 				   its COMMIT */
@@ -58,7 +59,7 @@ enum imsg_type {
 				   str client_addr, str client_name, str auth_user,
 				   str proto, str envid, u32 ret (DSN_RET_*),
 				   u32 n (total deliveries sent) */
-	IMSG_QUEUE_COMMIT_RES,	/* u32 ok, str msgid, str text */
+	IMSG_QUEUE_COMMIT_RES,	/* u32 status (QUEUE_*), str msgid, str text */
 	IMSG_QUEUE_ABORT,	/* str msgid */
 
 	/* queue <-> deliver-worker; peerid = batch id */
@@ -95,6 +96,11 @@ enum imsg_type {
 };
 
 enum fd_rule { FD_NONE, FD_REQUIRED, FD_OPTIONAL };
+
+/* The queue's answer to CREATE and COMMIT. */
+#define QUEUE_FAIL	0	/* temporary failure: 451 4.3.0 */
+#define QUEUE_OK	1
+#define QUEUE_NOSPACE	2	/* the spool is full: 452 4.3.1 */
 
 enum ctl_op {
 	CTL_OP_FLUSH = 1,	/* deferred recipients due now */

@@ -72,6 +72,7 @@ static const int queue_calls[] = {
 	SCMP_SYS(ftruncate), SCMP_SYS(pread64), SCMP_SYS(pwrite64),
 	SCMP_SYS(lstat), SCMP_SYS(stat), SCMP_SYS(access), SCMP_SYS(faccessat),
 	SCMP_SYS(faccessat2), SCMP_SYS(fchmod), SCMP_SYS(umask),
+	SCMP_SYS(statfs), SCMP_SYS(fstatfs),
 };
 
 static const int deliver_calls[] = {

@@ -407,7 +407,8 @@ pickup_finish(struct pickup *p, int status)
 			log_warnx("offline: %s from %s: %s refused", p->name,
 			    p->owner, line + 2);
 		else if (line[0] == 'S' && line[1] == ' ' && line[2] >= '0' &&
-		    line[2] <= '2' && line[3] == ' ' && next == NULL) {
+		    line[2] <= '2' && line[3] == ' ' &&
+		    (next == NULL || *next == '\0')) {
 			result = line[2] - '0';
 			(void)strlcpy(text, line + 4, sizeof(text));
 		}

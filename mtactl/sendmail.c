@@ -42,6 +42,7 @@
 #include "submit.h"
 
 #define CTL_TIMEOUT	60
+#define RELAY_LINGER	30	/* -bs: after the end of input */
 
 enum mode {
 	MODE_SEND,		/* -bm, the default */
@@ -457,12 +458,19 @@ relay_chunk(int from, int to, int crlf, int *lastcr, const char *dir)
 	return 1;
 }
 
+/*
+ * A byte relay between stdio and the submit socket; the server answers, so
+ * the dialogue is exactly mtad's.  The end of input does not end the
+ * session: what the client sent (often all at once, QUIT last) is still
+ * being answered; the relay ends when mtad closes, or when it has been
+ * quiet for a while after the input ended.
+ */
 static int
 smtp_relay(void)
 {
 	struct submit_client	 c;
 	struct pollfd		 pfd[2];
-	int			 in_open = 1, lastcr = 0, r;
+	int			 in_open = 1, lastcr = 0, r, wait;
 
 	submit_init(&c);
 	if (submit_connect(&c, conf->submit_path) == -1) {
@@ -477,11 +485,12 @@ smtp_relay(void)
 		pfd[0].events = POLLIN;
 		pfd[1].fd = c.fd;
 		pfd[1].events = POLLIN;
-		if (poll(pfd, 2, SUBMIT_TIMEOUT_FINAL * 1000) <= 0) {
-			if (errno == EINTR)
+		wait = in_open ? SUBMIT_TIMEOUT_FINAL : RELAY_LINGER;
+		if ((r = poll(pfd, 2, wait * 1000)) <= 0) {
+			if (r == -1 && errno == EINTR)
 				continue;
-			warnmsg("-bs: no traffic for %d seconds",
-			    SUBMIT_TIMEOUT_FINAL);
+			if (in_open)
+				warnmsg("-bs: no traffic for %d seconds", wait);
 			break;
 		}
 		if (pfd[1].revents) {
@@ -495,10 +504,8 @@ smtp_relay(void)
 			r = relay_chunk(STDIN_FILENO, c.fd, 1, &lastcr, ">>>");
 			if (r == -1)
 				break;
-			if (r == 0) {
+			if (r == 0)
 				in_open = 0;
-				(void)shutdown(c.fd, SHUT_WR);
-			}
 		}
 	}
 	(void)close(c.fd);

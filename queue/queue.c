@@ -8,6 +8,7 @@
 #include "autoconf.h"
 
 #include <sys/queue.h>
+#include <sys/statvfs.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -63,6 +64,20 @@ static int			 shutting_down;
 static void	queue_smtp_dispatch(struct channel *, struct imsg *);
 static void	queue_deliver_dispatch(struct channel *, struct imsg *);
 
+/*
+ * Refuse new mail before the disk is full: what is queued must still be
+ * able to update its envelopes and make its notifications.
+ */
+static int
+spool_full(void)
+{
+	struct statvfs	 st;
+
+	if (conf->queue_min_free == 0 || statvfs("/", &st) == -1)
+		return 0;
+	return (uint64_t)st.f_bavail * st.f_frsize < conf->queue_min_free;
+}
+
 static struct incoming *
 incoming_find(const char *msgid)
 {
@@ -107,25 +122,33 @@ queue_create(struct channel *chan, struct imsg *imsg)
 	int		 fd;
 
 	if (shutting_down || nincoming >= INCOMING_MAX) {
-		reply_create(chan, imsg->hdr.peerid, 0, "", -1);
+		reply_create(chan, imsg->hdr.peerid, QUEUE_FAIL, "", -1);
+		return;
+	}
+	if (spool_full()) {
+		stat_increment("queue.create.nospace", 1);
+		reply_create(chan, imsg->hdr.peerid, QUEUE_NOSPACE, "", -1);
 		return;
 	}
 	if ((in = calloc(1, sizeof(*in))) == NULL) {
-		reply_create(chan, imsg->hdr.peerid, 0, "", -1);
+		reply_create(chan, imsg->hdr.peerid, QUEUE_FAIL, "", -1);
 		return;
 	}
 	if ((fd = queue_backend->message_create(msgid)) == -1) {
+		int	 nospace = errno == ENOSPC || errno == EDQUOT;
+
 		log_warn("cannot create a message file");
 		stat_increment("queue.create.error", 1);
 		free(in);
-		reply_create(chan, imsg->hdr.peerid, 0, "", -1);
+		reply_create(chan, imsg->hdr.peerid, nospace ? QUEUE_NOSPACE :
+		    QUEUE_FAIL, "", -1);
 		return;
 	}
 	strlcpy(in->msgid, msgid, sizeof(in->msgid));
 	in->chan = chan;
 	TAILQ_INSERT_TAIL(&incoming, in, entry);
 	nincoming++;
-	reply_create(chan, imsg->hdr.peerid, 1, msgid, fd);
+	reply_create(chan, imsg->hdr.peerid, QUEUE_OK, msgid, fd);
 }
 
 static void
@@ -243,11 +266,13 @@ queue_commit(struct channel *chan, struct imsg *imsg)
 	incoming_drop(in, 0);
 	if ((p = calloc(1, sizeof(*p))) == NULL ||
 	    queue_backend->commit_stage(m) == -1) {
+		int	 nospace = errno == ENOSPC || errno == EDQUOT;
+
 		log_warn("%s: commit failed", m->msgid);
 		stat_increment("queue.commit.error", 1);
 		queue_backend->message_abort(m->msgid);
-		reply_commit(chan, imsg->hdr.peerid, 0, m->msgid,
-		    "queue file write error");
+		reply_commit(chan, imsg->hdr.peerid, nospace ? QUEUE_NOSPACE :
+		    QUEUE_FAIL, m->msgid, "queue file write error");
 		qmsg_free(m);
 		free(p);
 		return;
@@ -282,7 +307,8 @@ group_sync(evutil_socket_t fd, short ev, void *arg)
 			    "client=%s", p->msg->msgid, p->msg->sender,
 			    (unsigned long long)p->msg->size, p->msg->nrcpts,
 			    p->msg->client_addr);
-			reply_commit(p->chan, p->session, 1, p->msg->msgid, "");
+			reply_commit(p->chan, p->session, QUEUE_OK,
+			    p->msg->msgid, "");
 			stat_increment("queue.commit", 1);
 			scheduler_add(p->msg);
 			if (p->done)
@@ -291,8 +317,8 @@ group_sync(evutil_socket_t fd, short ev, void *arg)
 			/* Not acknowledged: it must not be delivered either. */
 			queue_backend->message_delete(p->msg->msgid,
 			    p->msg->nrcpts);
-			reply_commit(p->chan, p->session, 0, p->msg->msgid,
-			    "queue sync failed");
+			reply_commit(p->chan, p->session, QUEUE_FAIL,
+			    p->msg->msgid, "queue sync failed");
 			qmsg_free(p->msg);
 			if (p->done)
 				p->done(p->arg, 0);

@@ -41,9 +41,6 @@ struct qrcpt {
 #define MSG_F_DSN	0x2	/* a notification mtad generated */
 #define MSG_F_DOUBLE	0x4	/* a bounce of a bounce, to postmaster: its own
 				   failure is only logged, never reported */
-#define DSN_RET_NONE	0	/* RFC 3461 RET not given */
-#define DSN_RET_FULL	1
-#define DSN_RET_HDRS	2
 
 /* A committed message and its per-recipient envelopes. */
 struct qmsg {

@@ -297,15 +297,15 @@ dispatch_queue_create(struct channel *chan, struct imsg *imsg)
 	m_reader(&r, imsg);
 	ok = m_get_u32(&r);
 	m_get_str(&r, msgid, sizeof(msgid));
-	if (m_end(&r) == -1 || (ok && (!msgid_is_valid(msgid) ||
-	    imsg->fd == -1))) {
+	if (m_end(&r) == -1 || ok > QUEUE_NOSPACE || (ok == QUEUE_OK &&
+	    (!msgid_is_valid(msgid) || imsg->fd == -1))) {
 		channel_malformed(chan, imsg);
 		return;
 	}
 	s = session_find(imsg->hdr.peerid);
 	if (s == NULL || s->state != S_WAIT_DATAFILE) {
 		/* The client left meanwhile: drop the file. */
-		if (ok)
+		if (ok == QUEUE_OK)
 			smtp_queue_abort(msgid);
 		return;
 	}

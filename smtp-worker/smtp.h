@@ -18,6 +18,8 @@
 #define SMTP_LINE_MAX		4096	/* a command line, CRLF included */
 #define SMTP_ERRORS_MAX		10	/* bad commands before 421 */
 #define SMTP_SHUTDOWN_GRACE_SECS 1	/* for QUIT after the last transaction */
+#define IOERR_OTHER		1
+#define IOERR_NOSPACE		2	/* ENOSPC, EDQUOT: 452 4.3.1 */
 /* deliveries in one transaction, after alias expansion: bounds memory */
 #define SMTP_DLVS_MAX		10000
 
@@ -52,6 +54,8 @@ struct smtp_session {
 	char			 envid[101];	/* RFC 3461 ENVID */
 	uint32_t		 ret;		/* RFC 3461 RET: DSN_RET_* */
 	char			 rcpt[ADDR_MAX];	/* the one being decided */
+	uint32_t		 rcpt_notify;	/* its DSN NOTIFY */
+	char			 rcpt_orcpt[ORCPT_MAX];	/* its DSN ORCPT */
 	struct dlv		*dlvs;
 	size_t			 ndlvs;
 	int			 nrcpt;		/* accepted RCPT commands */
@@ -59,7 +63,7 @@ struct smtp_session {
 	FILE			*datafp;
 	struct data_parser	 dp;
 	int			 data_toobig;
-	int			 data_ioerr;
+	int			 data_ioerr;	/* IOERR_* */
 };
 
 RB_HEAD(session_tree, smtp_session);
@@ -85,9 +89,9 @@ void	smtp_session_free(struct smtp_session *);
 void	smtp_reply_mail(struct smtp_session *, int code, const char *text);
 void	smtp_reply_rcpt(struct smtp_session *, int code, const char *text,
 	    struct dlv *, size_t);
-void	smtp_reply_create(struct smtp_session *, int ok, const char *msgid,
-	    int fd);
-void	smtp_reply_commit(struct smtp_session *, int ok, const char *text);
+void	smtp_reply_create(struct smtp_session *, int status,
+	    const char *msgid, int fd);
+void	smtp_reply_commit(struct smtp_session *, int status, const char *text);
 /* The worker stops: sessions between commands get 421 now. */
 void	smtp_session_shutdown(struct smtp_session *);
 /* A peer process went away while this session waited for it. */

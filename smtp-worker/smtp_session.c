@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -168,6 +169,8 @@ tx_reset(struct smtp_session *s)
 	s->sender[0] = '\0';
 	s->envid[0] = '\0';
 	s->ret = 0;
+	s->rcpt_notify = 0;
+	s->rcpt_orcpt[0] = '\0';
 	s->rcpt[0] = '\0';
 	free(s->dlvs);
 	s->dlvs = NULL;
@@ -224,8 +227,106 @@ cmd_ehlo(struct smtp_session *s, struct smtp_cmd *cmd)
 	reply(s, "250-PIPELINING");
 	reply(s, "250-SIZE %zu", smtp_conf->max_message_size);
 	reply(s, "250-8BITMIME");
+	reply(s, "250-DSN");
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250 HELP");
+}
+
+/* RFC 3461 xtext: printable ASCII but "+" and "=", and "+HH" escapes. */
+static int
+xtext_valid(const char *s, size_t max)
+{
+	size_t	 n = 0;
+
+	for (; *s; s++, n++) {
+		if (*s == '+') {
+			if (!isxdigit((unsigned char)s[1]) ||
+			    !isxdigit((unsigned char)s[2]) ||
+			    islower((unsigned char)s[1]) ||
+			    islower((unsigned char)s[2]))
+				return 0;
+			s += 2;
+		} else if (*s < '!' || *s > '~' || *s == '=')
+			return 0;
+	}
+	return n > 0 && n <= max;
+}
+
+/* NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 4.1). */
+static int
+parse_notify(const char *v, uint32_t *out)
+{
+	char	 buf[64], *p, *tok;
+
+	if (strlcpy(buf, v, sizeof(buf)) >= sizeof(buf))
+		return -1;
+	*out = 0;
+	for (p = buf; (tok = strsep(&p, ",")) != NULL; ) {
+		uint32_t	 bit;
+
+		if (strcasecmp(tok, "NEVER") == 0)
+			bit = DSN_NOTIFY_NEVER;
+		else if (strcasecmp(tok, "SUCCESS") == 0)
+			bit = DSN_NOTIFY_SUCCESS;
+		else if (strcasecmp(tok, "FAILURE") == 0)
+			bit = DSN_NOTIFY_FAILURE;
+		else if (strcasecmp(tok, "DELAY") == 0)
+			bit = DSN_NOTIFY_DELAY;
+		else
+			return -1;
+		if (*out & bit)
+			return -1;
+		*out |= bit;
+	}
+	if ((*out & DSN_NOTIFY_NEVER) && *out != DSN_NOTIFY_NEVER)
+		return -1;
+	return 0;
+}
+
+/* ORCPT=addr-type;xtext, where addr-type is an atom (rfc822, utf-8). */
+static int
+orcpt_valid(const char *v)
+{
+	const char	*semi = strchr(v, ';');
+	const char	*p;
+
+	if (semi == NULL || semi == v || strlen(v) >= ORCPT_MAX)
+		return 0;
+	for (p = v; p < semi; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-')
+			return 0;
+	return xtext_valid(semi + 1, 500);
+}
+
+/* The RCPT parameters: DSN's NOTIFY and ORCPT. */
+static int
+check_rcpt_params(struct smtp_session *s, struct smtp_path *path)
+{
+	int	 i;
+
+	s->rcpt_notify = 0;
+	s->rcpt_orcpt[0] = '\0';
+	for (i = 0; i < path->nparams; i++) {
+		const char	*k = path->params[i].key;
+		const char	*v = path->params[i].value;
+
+		if (strcmp(k, "NOTIFY") == 0 && s->esmtp) {
+			if (parse_notify(v, &s->rcpt_notify) == -1) {
+				reply(s, "501 5.5.4 Bad NOTIFY parameter");
+				return -1;
+			}
+		} else if (strcmp(k, "ORCPT") == 0 && s->esmtp) {
+			if (!orcpt_valid(v)) {
+				reply(s, "501 5.5.4 Bad ORCPT parameter");
+				return -1;
+			}
+			strlcpy(s->rcpt_orcpt, v, sizeof(s->rcpt_orcpt));
+		} else {
+			reply(s, "555 5.5.4 Unsupported parameter %s", k);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* The MAIL parameters this server knows; anything else is refused. */
@@ -259,6 +360,21 @@ check_mail_params(struct smtp_session *s, struct smtp_path *path)
 				reply(s, "501 5.5.4 Bad BODY parameter");
 				return -1;
 			}
+		} else if (strcmp(k, "RET") == 0 && s->esmtp) {
+			if (strcasecmp(v, "FULL") == 0)
+				s->ret = DSN_RET_FULL;
+			else if (strcasecmp(v, "HDRS") == 0)
+				s->ret = DSN_RET_HDRS;
+			else {
+				reply(s, "501 5.5.4 Bad RET parameter");
+				return -1;
+			}
+		} else if (strcmp(k, "ENVID") == 0 && s->esmtp) {
+			if (!xtext_valid(v, 100)) {
+				reply(s, "501 5.5.4 Bad ENVID parameter");
+				return -1;
+			}
+			strlcpy(s->envid, v, sizeof(s->envid));
 		} else {
 			reply(s, "555 5.5.4 Unsupported parameter %s", k);
 			return -1;
@@ -321,9 +437,7 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 		s->errors++;
 		return;
 	}
-	if (path.nparams > 0) {
-		reply(s, "555 5.5.4 Unsupported parameter %s",
-		    path.params[0].key);
+	if (check_rcpt_params(s, &path) == -1) {
 		s->errors++;
 		return;
 	}
@@ -382,6 +496,10 @@ smtp_reply_rcpt(struct smtp_session *s, int code, const char *text,
 		}
 		s->dlvs = nd;
 		for (i = 0; i < n; i++) {
+			/* What the client asked for this RCPT applies to all it
+			 * expanded to. */
+			dlv[i].notify = s->rcpt_notify;
+			strlcpy(dlv[i].orcpt, s->rcpt_orcpt, sizeof(dlv[i].orcpt));
 			if (dlv_seen(s, &dlv[i]))
 				continue;
 			s->dlvs[s->ndlvs++] = dlv[i];
@@ -431,12 +549,25 @@ write_received(struct smtp_session *s)
 	return ferror(s->datafp) ? -1 : 0;
 }
 
+/* A write to the message file failed: remember whether the disk is full. */
+static void
+note_ioerr(struct smtp_session *s)
+{
+	if (s->data_ioerr == 0)
+		s->data_ioerr = (errno == ENOSPC || errno == EDQUOT) ?
+		    IOERR_NOSPACE : IOERR_OTHER;
+}
+
 void
-smtp_reply_create(struct smtp_session *s, int ok, const char *msgid, int fd)
+smtp_reply_create(struct smtp_session *s, int status, const char *msgid,
+    int fd)
 {
 	s->state = S_CMD;
-	if (!ok) {
-		reply(s, "451 4.3.0 Error: queue file write error");
+	if (status != QUEUE_OK) {
+		if (status == QUEUE_NOSPACE)
+			reply(s, "452 4.3.1 Insufficient system storage");
+		else
+			reply(s, "451 4.3.0 Error: queue file write error");
 		session_process(s);
 		return;
 	}
@@ -454,7 +585,7 @@ smtp_reply_create(struct smtp_session *s, int ok, const char *msgid, int fd)
 	data_parser_init(&s->dp);
 	s->state = S_DATA;
 	if (write_received(s) == -1)
-		s->data_ioerr = 1;
+		note_ioerr(s);
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	session_process(s);
 }
@@ -465,7 +596,7 @@ data_finish(struct smtp_session *s)
 	long	 size;
 
 	if (fflush(s->datafp) == EOF || ferror(s->datafp))
-		s->data_ioerr = 1;
+		note_ioerr(s);
 	size = ftell(s->datafp);
 	fclose(s->datafp);
 	s->datafp = NULL;
@@ -477,6 +608,8 @@ data_finish(struct smtp_session *s)
 		if (s->data_toobig)
 			reply(s, "552 5.3.4 Message size exceeds fixed maximum "
 			    "message size");
+		else if (s->data_ioerr == IOERR_NOSPACE)
+			reply(s, "452 4.3.1 Insufficient system storage");
 		else if (s->data_ioerr || size < 0)
 			reply(s, "451 4.3.0 Error: queue file write error");
 		else
@@ -500,14 +633,17 @@ data_finish(struct smtp_session *s)
 }
 
 void
-smtp_reply_commit(struct smtp_session *s, int ok, const char *text)
+smtp_reply_commit(struct smtp_session *s, int status, const char *text)
 {
-	if (ok) {
+	if (status == QUEUE_OK) {
 		reply(s, "250 2.0.0 Ok: queued as %s", s->msgid);
 		log_info("%08x: %s: accepted, %zu deliveries", s->id,
 		    s->msgid, s->ndlvs);
 		stat_increment("smtp.message.accepted", 1);
 		stat_increment("smtp.rcpt.accepted", s->nrcpt);
+	} else if (status == QUEUE_NOSPACE) {
+		reply(s, "452 4.3.1 Insufficient system storage");
+		stat_increment("smtp.message.failed", 1);
 	} else {
 		reply(s, "451 4.3.0 Error: %s", text[0] ? text :
 		    "queue commit failed");
@@ -625,7 +761,7 @@ data_consume(struct smtp_session *s, struct evbuffer *in)
 			s->data_toobig = 1;
 		if (!s->data_toobig && !s->data_ioerr && outlen > 0 &&
 		    fwrite(out, 1, outlen, s->datafp) != outlen)
-			s->data_ioerr = 1;
+			note_ioerr(s);
 		if (s->dp.state == DS_DONE)
 			return 1;
 	}

@@ -314,7 +314,8 @@ run_msg(const char *input, size_t len, const struct msg_opts *o)
 	res.r = msg_read(in, fd, o, &res.info);
 	fclose(in);
 	ck_assert_int_eq(fstat(fd, &st), 0);
-	ck_assert_uint_eq((uint64_t)st.st_size, res.info.size);
+	if (res.r == 0)
+		ck_assert_uint_eq((uint64_t)st.st_size, res.info.size);
 	res.out = calloc(1, (size_t)st.st_size + 1);
 	ck_assert_ptr_nonnull(res.out);
 	ck_assert_int_eq(pread(fd, res.out, (size_t)st.st_size, 0),
@@ -861,7 +862,7 @@ START_TEST(test_drop_strict)
 	    "rcpt <e@f>\nrcpt <g@h>\n", "more than 3 recipients");
 	expect_refused("mtad-offline 1\nsender <>\nrcpt <a@b>\nsize 2000\n\nx\n",
 	    "over the 1000 limit");
-	expect_refused("mtad-offline 1\r\nsender <>\r\n", "not an mtad");
+	expect_refused("mtad-offline 1\r\nsender <>\r\n", "CR in the envelope");
 	expect_refused("mtad-offline 1\nsender <>\r\n", "CR in the envelope");
 	expect_refused("mtad-offline 1\nsender <>\nnotify sometimes\n",
 	    "bad notify");
