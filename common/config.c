@@ -48,6 +48,8 @@ config_defaults(struct config *conf)
 	conf->queue_lifetime = 4 * 86400;
 	conf->delay_warning = 0;
 	conf->queue_min_free = 64ULL * 1024 * 1024;
+	conf->queue_concurrency = 100;
+	conf->dest_concurrency = 20;
 	conf->smtp_timeout = 300;	/* RFC 5321 4.5.3.2 */
 	conf->sandbox = 1;
 	TAILQ_INIT(&conf->listeners);

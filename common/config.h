@@ -79,6 +79,8 @@ struct config {
 	time_t			 queue_lifetime;	/* then it bounces */
 	time_t			 delay_warning;	/* 0: none */
 	uint64_t		 queue_min_free;	/* bytes; else 452 4.3.1 */
+	int			 queue_concurrency;	/* batches in flight */
+	int			 dest_concurrency;	/* per destination */
 	size_t			 max_message_size;
 	int			 max_rcpt;	/* recipients per message */
 	time_t			 smtp_timeout;	/* idle / command timeout */

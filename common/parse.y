@@ -140,7 +140,9 @@ static void	 yyerror(YYLTYPE *, const char *);
 }
 
 %token ACTION "action" ALIAS "alias" ANY "any" CHROOT "chroot"
-%token CONTROL "control" DELAYWARNING "delay-warning" DELIVER "deliver"
+%token CONCURRENCY "concurrency" CONTROL "control"
+%token DELAYWARNING "delay-warning" DELIVER "deliver"
+%token DESTCONCURRENCY "destination-concurrency"
 %token DOMAIN "domain" FOR "for" LIFETIME "lifetime" MINFREE "min-free"
 %token FROM "from" GROUP "group" HOSTNAME "hostname" LIMIT "limit"
 %token LISTEN "listen" LOCAL "local" MAILDIR "maildir" MATCH "match"
@@ -203,6 +205,23 @@ statement	: HOSTNAME STRING		{ set_hostname(@2.first_line, $2); }
 			else
 				p.conf->queue_min_free = strcmp($3, "0") == 0 ?
 				    0 : (uint64_t)n;
+			free($3);
+		}
+		| QUEUE CONCURRENCY STRING	{
+			long long	n;
+
+			if (parse_count(@3.first_line, "queue concurrency", $3,
+			    1, 10000, &n) == 0)
+				p.conf->queue_concurrency = (int)n;
+			free($3);
+		}
+		| QUEUE DESTCONCURRENCY STRING	{
+			long long	n;
+
+			if (parse_count(@3.first_line,
+			    "queue destination-concurrency", $3, 1, 10000,
+			    &n) == 0)
+				p.conf->dest_concurrency = (int)n;
 			free($3);
 		}
 		| QUEUE DELAYWARNING OFF	{ p.conf->delay_warning = 0; }
@@ -470,9 +489,11 @@ static const struct keyword keywords[] = {
 	{ "alias",		ALIAS },
 	{ "any",		ANY },
 	{ "chroot",		CHROOT },
+	{ "concurrency",	CONCURRENCY },
 	{ "control",		CONTROL },
 	{ "delay-warning",	DELAYWARNING },
 	{ "deliver",		DELIVER },
+	{ "destination-concurrency", DESTCONCURRENCY },
 	{ "domain",		DOMAIN },
 	{ "for",		FOR },
 	{ "from",		FROM },

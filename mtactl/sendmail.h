@@ -21,6 +21,7 @@ struct msg_opts {
 	const char	*hostname;	/* for Message-Id and MAILER-DAEMON */
 	uint64_t	 max_size;	/* bytes written, at most */
 	size_t		 max_rcpts;	/* addresses collected per list */
+	int		 unstuff;	/* SMTP DATA: remove a leading dot */
 };
 
 struct addr_entry {
@@ -37,6 +38,7 @@ struct msg_info {
 	uint64_t	 size;		/* bytes written to the output */
 	int		 added_from, added_date, added_msgid;
 	int		 has_resent;	/* Resent-To/Cc/Bcc present */
+	int		 dot_seen;	/* the input ended with a lone dot */
 	struct addr_list to;		/* -t: To, Cc, Bcc */
 	struct addr_list resent;	/* -t: Resent-To, -Cc, -Bcc */
 	char		 err[MSG_ERR_MAX];
@@ -56,5 +58,12 @@ int	 msg_read(FILE *in, int out, const struct msg_opts *,
 /* The list that -t takes: Resent-* when the message has any, else To... */
 const struct addr_list *msg_header_rcpts(const struct msg_info *);
 void	 msg_info_free(struct msg_info *);
+
+/*
+ * sendmail -bs while mtad is not running: a minimal SMTP server on stdin
+ * and stdout that writes each message to offline/.  Returns an exit code.
+ */
+struct config;
+int	 smtpd_offline(const struct config *, int verbose);
 
 #endif

@@ -53,6 +53,7 @@ struct reader {
 	int	 dot_ends;
 	int	 bol;		/* the next chunk starts a line */
 	int	 end;		/* EOF or the lone dot was seen */
+	int	 dot_seen;	/* the lone dot */
 };
 
 struct writer {
@@ -123,7 +124,7 @@ rd_chunk(struct reader *r, char *buf, size_t bufsz, size_t *len, int *eol)
 	*len = n;
 	r->bol = *eol;
 	if (r->dot_ends && bol && *eol && n == 1 && buf[0] == '.') {
-		r->end = 1;
+		r->end = r->dot_seen = 1;
 		return 0;
 	}
 	return 1;
@@ -396,6 +397,8 @@ run(struct state *st, struct reader *rd)
 		}
 		if (st->w.err)
 			break;
+		if (st->opts->unstuff && bol && len > 0 && chunk[0] == '.')
+			memmove(chunk, chunk + 1, --len);	/* RFC 5321 4.5.2 */
 		if (in_headers && first && bol && len >= 5 &&
 		    memcmp(chunk, "From ", 5) == 0)
 			skipping = 1;	/* an mbox "From " line */
@@ -465,8 +468,9 @@ msg_read(FILE *in, int out, const struct msg_opts *opts,
 	rd.in = in;
 	rd.dot_ends = opts->dot_ends;
 	rd.bol = 1;
-	rd.end = 0;
+	rd.end = rd.dot_seen = 0;
 	r = run(st, &rd);
+	info->dot_seen = rd.dot_seen;
 	if (r == 0)
 		w_flush(&st->w);
 	if (r == 0 && st->w.err == EX_DATAERR)

@@ -7,12 +7,14 @@
 #include "autoconf.h"
 
 #include <sys/queue.h>
+#include <sys/tree.h>
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "backend.h"
 #include "bounce.h"
 #include "channel.h"
@@ -27,12 +29,38 @@
 /* room left in a DELIVER_BATCH frame for its recipients */
 #define BATCH_PAYLOAD_MAX	(IMSG_MAX_PAYLOAD - 2 * ADDR_MAX - 64)
 
+/*
+ * A destination: where a delivery goes, for concurrency limits and for
+ * retrying deferred mail early once one delivery there succeeded.  Local
+ * deliveries go to one mailbox each; remote ones will go to a domain.
+ */
+struct dest {
+	RB_ENTRY(dest)		 entry;
+	char			 key[ADDR_MAX + 16];
+	int			 inflight;	/* batches out */
+	int			 deferred;	/* a recipient here is waiting */
+};
+
 struct batch {
 	TAILQ_ENTRY(batch)	 entry;
 	uint32_t		 id;
 	struct qmsg		*msg;
 	struct channel		*worker;
+	struct dest		*dest;
+	uint32_t		*idx;		/* the recipients it carries */
+	uint32_t		 n;
 };
+
+static int
+dest_cmp(struct dest *a, struct dest *b)
+{
+	return strcmp(a->key, b->key);
+}
+RB_HEAD(dest_tree, dest);
+RB_PROTOTYPE(dest_tree, dest, entry, dest_cmp);
+RB_GENERATE(dest_tree, dest, entry, dest_cmp);
+static struct dest_tree		 dests = RB_INITIALIZER(&dests);
+static int			 total_inflight;
 
 static TAILQ_HEAD(, qmsg)	 messages = TAILQ_HEAD_INITIALIZER(messages);
 static TAILQ_HEAD(, batch)	 batches = TAILQ_HEAD_INITIALIZER(batches);
@@ -52,6 +80,7 @@ static void	scheduler_run(evutil_socket_t, short, void *);
 static void	message_settle(struct qmsg *);
 static struct qmsg *message_find(const char *);
 static void	message_remove(struct qmsg *);
+static void	dest_retry_soon(struct dest *);
 static int	needs_report(const struct qmsg *);
 static void	show_rows(struct channel *, uint32_t, const struct qmsg *, int);
 
@@ -115,44 +144,114 @@ pick_worker(void)
 	return -1;
 }
 
+static void
+dest_key(const struct dlv *d, char *buf, size_t len)
+{
+	const char	*at;
+
+	if (d->kind == DLV_MBOX || d->kind == DLV_MAILDIR)
+		snprintf(buf, len, "local:%s:%s", d->action, d->user);
+	else {
+		at = strrchr(d->rcpt, '@');
+		snprintf(buf, len, "domain:%s", at ? at + 1 : d->rcpt);
+		str_lower(buf);
+	}
+}
+
+/* The destination of a delivery; created on first use, NULL on ENOMEM. */
+static struct dest *
+dest_get(const struct dlv *d)
+{
+	struct dest	 key, *x;
+
+	dest_key(d, key.key, sizeof(key.key));
+	if ((x = RB_FIND(dest_tree, &dests, &key)) != NULL)
+		return x;
+	if ((x = calloc(1, sizeof(*x))) == NULL)
+		return NULL;
+	strlcpy(x->key, key.key, sizeof(x->key));
+	RB_INSERT(dest_tree, &dests, x);
+	return x;
+}
+
+/* Forget destinations that hold nothing: the tree stays small. */
+static void
+dest_release(struct dest *x)
+{
+	if (x->inflight == 0 && !x->deferred) {
+		RB_REMOVE(dest_tree, &dests, x);
+		free(x);
+	}
+}
+
+/* Is recipient i due and its destination open for one more batch? */
+static struct dest *
+rcpt_ready(struct qmsg *m, uint32_t i, time_t now)
+{
+	struct dest	*x;
+
+	if (m->rcpts[i].state != RS_PENDING || m->rcpts[i].next_try > now)
+		return NULL;
+	if ((x = dest_get(&m->rcpts[i].dlv)) == NULL)
+		return NULL;
+	if (x->inflight >= conf->dest_concurrency) {
+		dest_release(x);
+		return NULL;
+	}
+	return x;
+}
+
+/*
+ * Sends one batch: due recipients of this message that share a destination,
+ * as many as fit one frame.  Returns 1 if one went out, 0 if nothing is
+ * ready, -1 if workers or the concurrency limit are exhausted.
+ */
 static int
-dispatch_message(struct qmsg *m, time_t now)
+dispatch_batch(struct qmsg *m, time_t now)
 {
 	struct batch	*b;
+	struct dest	*x = NULL;
 	struct mbuf	 mb, rcpts, one;
-	uint32_t	 i, n = 0;
+	char		 key[ADDR_MAX + 16];
+	uint32_t	 i, first, n = 0;
 	int		 w, fd;
 
-	for (i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].state == RS_PENDING &&
-		    m->rcpts[i].next_try <= now)
-			n++;
-	if (n == 0)
+	for (first = 0; first < m->nrcpts; first++)
+		if ((x = rcpt_ready(m, first, now)) != NULL)
+			break;
+	if (x == NULL)
 		return 0;
-	if ((w = pick_worker()) == -1)
+	if (total_inflight >= conf->queue_concurrency ||
+	    (w = pick_worker()) == -1) {
+		dest_release(x);
 		return -1;
+	}
 	if ((fd = queue_backend->message_fd(m->msgid)) == -1) {
 		log_warn("%s: cannot open the message", m->msgid);
 		for (i = 0; i < m->nrcpts; i++)
 			if (m->rcpts[i].state == RS_PENDING)
 				m->rcpts[i].next_try = now + conf->retry_min;
+		dest_release(x);
 		return 0;
 	}
-	if ((b = calloc(1, sizeof(*b))) == NULL) {
+	if ((b = calloc(1, sizeof(*b))) == NULL ||
+	    (b->idx = calloc(m->nrcpts, sizeof(*b->idx))) == NULL) {
+		free(b);
 		close(fd);
+		dest_release(x);
 		return -1;
 	}
 	b->id = next_batch_id++;
 	b->msg = m;
 	b->worker = workers[w];
-	/*
-	 * As many due recipients as fit one frame; the rest go in the next
-	 * batch of this message, right after this one.
-	 */
+	b->dest = x;
 	m_init(&rcpts);
-	for (i = 0, n = 0; i < m->nrcpts; i++) {
+	for (i = first; i < m->nrcpts; i++) {
 		if (m->rcpts[i].state != RS_PENDING ||
 		    m->rcpts[i].next_try > now)
+			continue;
+		dest_key(&m->rcpts[i].dlv, key, sizeof(key));
+		if (strcmp(key, x->key) != 0)
 			continue;
 		m_init(&one);
 		m_add_u32(&one, i);
@@ -165,8 +264,9 @@ dispatch_message(struct qmsg *m, time_t now)
 		m_free(&one);
 		m->rcpts[i].state = RS_INFLIGHT;
 		m->rcpts[i].last_try = now;
-		n++;
+		b->idx[n++] = i;
 	}
+	b->n = n;
 	m_init(&mb);
 	m_add_str(&mb, m->msgid);
 	m_add_str(&mb, m->sender);
@@ -175,12 +275,25 @@ dispatch_message(struct qmsg *m, time_t now)
 	channel_send_m(workers[w], IMSG_DELIVER_BATCH, b->id, fd, &mb);
 	m_free(&mb);
 	m_free(&rcpts);
-	m->inflight = 1;
+	m->inflight++;
+	x->inflight++;
+	total_inflight++;
 	worker_load[w]++;
 	TAILQ_INSERT_TAIL(&batches, b, entry);
-	log_trace(TRACE_QUEUE, "%s: batch %u of %u to deliver-worker #%d",
-	    m->msgid, b->id, n, workers[w]->slot);
-	return 0;
+	log_trace(TRACE_QUEUE, "%s: batch %u of %u to %s via deliver-worker "
+	    "#%d", m->msgid, b->id, n, x->key, workers[w]->slot);
+	return 1;
+}
+
+/* Every destination of the message that is ready gets a batch. */
+static int
+dispatch_message(struct qmsg *m, time_t now)
+{
+	int	 r;
+
+	while ((r = dispatch_batch(m, now)) == 1)
+		;
+	return r;
 }
 
 static void	message_expire(struct qmsg *, time_t);
@@ -197,8 +310,16 @@ scheduler_run(evutil_socket_t fd, short ev, void *arg)
 		return;
 	for (m = TAILQ_FIRST(&messages); m; m = next) {
 		next = TAILQ_NEXT(m, entry);
-		if (m->inflight || (m->flags & MSG_F_HELD))
+		if (m->flags & MSG_F_HELD)
 			continue;
+		if (m->inflight) {
+			/* Other destinations of it may go meanwhile. */
+			if (!paused && dispatch_message(m, now) == -1) {
+				evtimer_add(timer, &tv);
+				return;
+			}
+			continue;
+		}
 		if (now >= m->created + conf->queue_lifetime) {
 			message_expire(m, now);	/* may free m */
 			continue;
@@ -329,10 +450,14 @@ scheduler_result(struct channel *c, struct imsg *imsg)
 	case DLV_OK:
 		r->state = RS_DELIVERED;
 		stat_increment("queue.delivered", 1);
+		/* The destination works again: what waits for it, soon. */
+		if (b->dest->deferred)
+			dest_retry_soon(b->dest);
 		break;
 	case DLV_TEMPFAIL:
 		r->state = RS_PENDING;
 		r->next_try = time(NULL) + backoff(r->attempts);
+		b->dest->deferred = 1;
 		stat_increment("queue.deferred", 1);
 		break;
 	case DLV_PERMFAIL:
@@ -539,17 +664,63 @@ scheduler_reported(const char *msgid, enum dsn_kind kind, const uint32_t *idx,
 	message_settle(m);
 }
 
+/*
+ * After a batch: recipients it carried but got no result for are due
+ * again (at `retry`); the message settles once no batch of it is out.
+ */
 static void
-batch_end(struct batch *b)
+batch_end(struct batch *b, time_t retry)
 {
-	int	 w = worker_index(b->worker);
+	struct qmsg	*m = b->msg;
+	uint32_t	 i;
+	int		 w = worker_index(b->worker);
 
 	if (w != -1)
 		worker_load[w]--;
+	for (i = 0; i < b->n; i++)
+		if (m->rcpts[b->idx[i]].state == RS_INFLIGHT) {
+			m->rcpts[b->idx[i]].state = RS_PENDING;
+			m->rcpts[b->idx[i]].next_try = retry;
+		}
 	TAILQ_REMOVE(&batches, b, entry);
-	b->msg->inflight = 0;
-	message_settle(b->msg);
+	b->dest->inflight--;
+	total_inflight--;
+	dest_release(b->dest);
+	m->inflight--;
+	free(b->idx);
 	free(b);
+	if (m->inflight == 0)
+		message_settle(m);
+	else if (queue_backend->envelope_update(m) == -1)
+		log_warn("%s: cannot update the envelope", m->msgid);
+}
+
+/* Deferred recipients for a destination that delivers again: due now. */
+static void
+dest_retry_soon(struct dest *x)
+{
+	struct qmsg	*m;
+	char		 key[ADDR_MAX + 16];
+	time_t		 now = time(NULL);
+	uint32_t	 i;
+	int		 n = 0;
+
+	x->deferred = 0;
+	TAILQ_FOREACH(m, &messages, entry)
+		for (i = 0; i < m->nrcpts; i++) {
+			if (m->rcpts[i].state != RS_PENDING ||
+			    m->rcpts[i].next_try <= now)
+				continue;
+			dest_key(&m->rcpts[i].dlv, key, sizeof(key));
+			if (strcmp(key, x->key) == 0) {
+				m->rcpts[i].next_try = now;
+				n++;
+			}
+		}
+	if (n)
+		log_info("%s: delivers again: %d deferred recipients due now",
+		    x->key, n);
+	scheduler_kick();
 }
 
 void
@@ -561,7 +732,7 @@ scheduler_done(struct channel *c, struct imsg *imsg)
 		channel_malformed(c, imsg);
 		return;
 	}
-	batch_end(b);
+	batch_end(b, time(NULL));
 	scheduler_kick();
 }
 
@@ -570,18 +741,13 @@ void
 scheduler_worker_lost(struct channel *c)
 {
 	struct batch	*b, *next;
-	uint32_t	 i;
 	int		 w = worker_index(c);
 
 	for (b = TAILQ_FIRST(&batches); b; b = next) {
 		next = TAILQ_NEXT(b, entry);
 		if (b->worker != c)
 			continue;
-		for (i = 0; i < b->msg->nrcpts; i++)
-			if (b->msg->rcpts[i].state == RS_INFLIGHT)
-				b->msg->rcpts[i].next_try = time(NULL) +
-				    LOST_RETRY_SECS;
-		batch_end(b);
+		batch_end(b, time(NULL) + LOST_RETRY_SECS);
 	}
 	if (w != -1)
 		workers[w] = NULL;
