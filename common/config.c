@@ -52,6 +52,15 @@ config_defaults(struct config *conf)
 	conf->dest_concurrency = 20;
 	conf->smtp_timeout = 300;	/* RFC 5321 4.5.3.2 */
 	conf->sandbox = 1;
+	/* RFC 5321 4.5.3.2; the connect timeout is Postfix's. */
+	conf->relay_timeout[RELAY_TO_CONNECT] = 30;
+	conf->relay_timeout[RELAY_TO_GREETING] = 300;
+	conf->relay_timeout[RELAY_TO_COMMAND] = 300;
+	conf->relay_timeout[RELAY_TO_DATA_INIT] = 120;
+	conf->relay_timeout[RELAY_TO_DATA_BLOCK] = 180;
+	conf->relay_timeout[RELAY_TO_DATA_END] = 600;
+	conf->relay_port = 25;
+	conf->relay_connections = 10;
 	TAILQ_INIT(&conf->listeners);
 	TAILQ_INIT(&conf->tables);
 	TAILQ_INIT(&conf->actions);

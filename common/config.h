@@ -29,7 +29,41 @@ struct listener {
 
 enum action_type {
 	ACTION_MBOX = 1,
-	ACTION_MAILDIR
+	ACTION_MAILDIR,
+	ACTION_RELAY		/* remote SMTP: MX routing or a smarthost */
+};
+
+/* TLS policy of a relay action. */
+enum relay_tls {
+	RELAY_TLS_MAY = 0,	/* STARTTLS when offered (the default) */
+	RELAY_TLS_NO,		/* never */
+	RELAY_TLS_REQUIRED,	/* TLS or no delivery, certificate not checked */
+	RELAY_TLS_VERIFY	/* TLS with a valid certificate for the name */
+};
+
+/* How the smarthost of a relay action is reached. */
+enum relay_proto {
+	RELAY_PROTO_SMTP = 0,	/* smtp://: STARTTLS as the tls policy says */
+	RELAY_PROTO_STARTTLS,	/* smtp+tls://: STARTTLS required */
+	RELAY_PROTO_SMTPS	/* smtps://: TLS from the first byte */
+};
+
+#define RELAY_HOST_MAX	256
+#define RELAY_CA_DEFAULT	"/etc/ssl/certs/ca-certificates.crt"
+
+/* The options of `action NAME relay ...` (see mtad.conf(5)). */
+struct relay_opts {
+	char			 host[RELAY_HOST_MAX];	/* smarthost; "" = MX */
+	int			 port;		/* of the smarthost */
+	enum relay_proto	 proto;
+	struct table		*auth;		/* secrets: host user:password */
+	int			 backup;	/* backup MX for the domain */
+	char			 backup_mx[RELAY_HOST_MAX]; /* "" = hostname */
+	char			 helo[RELAY_HOST_MAX];	/* "" = hostname */
+	struct sockaddr_storage	 src4, src6;	/* source addresses */
+	int			 has_src4, has_src6;
+	enum relay_tls		 tls;
+	char			 ca_file[PATH_MAX];	/* for tls verify */
 };
 
 struct action {
@@ -43,6 +77,7 @@ struct action {
 	 */
 	char			 path[DEST_MAX];
 	struct table		*alias;		/* NULL: no alias expansion */
+	struct relay_opts	 relay;		/* ACTION_RELAY */
 	int			 lineno;
 };
 
@@ -61,6 +96,20 @@ struct match {
 	int			 reject;
 	int			 lineno;
 };
+
+/* Remote delivery timeouts (RFC 5321 4.5.3.2), by phase. */
+enum relay_timeout {
+	RELAY_TO_CONNECT = 0,	/* TCP connection */
+	RELAY_TO_GREETING,	/* the 220 banner: 5m */
+	RELAY_TO_COMMAND,	/* EHLO, STARTTLS, AUTH, MAIL, RCPT, RSET: 5m */
+	RELAY_TO_DATA_INIT,	/* the 354 reply to DATA: 2m */
+	RELAY_TO_DATA_BLOCK,	/* each write of the content: 3m */
+	RELAY_TO_DATA_END,	/* the reply to the final dot: 10m */
+	RELAY_TO_MAX
+};
+
+#define RESOLVERS_MAX	8
+#define RESOLVER_LEN	64	/* "ADDRESS@PORT" */
 
 struct config {
 	char			 file[PATH_MAX];	/* where it came from */
@@ -85,6 +134,13 @@ struct config {
 	int			 max_rcpt;	/* recipients per message */
 	time_t			 smtp_timeout;	/* idle / command timeout */
 	int			 sandbox;	/* 0: no seccomp (debugging) */
+
+	/* remote delivery (deliver-worker) */
+	char			 resolvers[RESOLVERS_MAX][RESOLVER_LEN];
+	int			 nresolvers;	/* 0: /etc/resolv.conf */
+	time_t			 relay_timeout[RELAY_TO_MAX];
+	int			 relay_port;	/* of MX hosts: 25 */
+	int			 relay_connections; /* per destination */
 
 	TAILQ_HEAD(, listener)	 listeners;
 	TAILQ_HEAD(, table)	 tables;

@@ -10,6 +10,7 @@ dlv_kind_name(uint32_t kind)
 	switch (kind) {
 	case DLV_MBOX:		return "mbox";
 	case DLV_MAILDIR:	return "maildir";
+	case DLV_RELAY:		return "relay";
 	}
 	return "none";
 }

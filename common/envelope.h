@@ -22,6 +22,9 @@ enum dlv_kind {
 	DLV_NONE = 0,
 	DLV_MBOX,		/* local mailbox file, delivered by the master */
 	DLV_MAILDIR,		/* local maildir, delivered by the master */
+	DLV_RELAY,		/* remote SMTP by the deliver-worker: rcpt is
+				   the final address, action names the relay
+				   action in the worker's configuration */
 	DLV_KIND_MAX
 };
 

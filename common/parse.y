@@ -21,11 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "config.h"
 #include "log.h"
 #include "proto.h"
+#include "relay.h"
 #include "table.h"
 
 #define STRING_MAX	4096	/* a word or quoted string */
@@ -79,6 +81,14 @@ static struct parser {
 	int		 m_from, m_for;	/* the from/for part was seen */
 	int		 anon;		/* counter for anonymous tables */
 	int		 flags;		/* CONFIG_SKIP_TABLE_FILES */
+
+	/* the relay action being built */
+	struct action	*ra;
+	int		 ra_bad;
+	int		 ra_line;	/* lines of some options, for errors */
+	int		 ra_auth_line;
+	int		 ra_tls_line;
+	int		 ra_ca_line;
 } p;
 
 static void	 cfg_error(int, const char *, ...)
@@ -117,6 +127,17 @@ static void	 match_from(int, int, int, struct table *);
 static void	 match_for(int, int, int, struct table *);
 static void	 match_end(int, int, char *);
 static void	 refs_resolve(void);
+static void	 add_resolver(int, const char *);
+static void	 set_relay_timeout(int, const char *, const char *);
+static void	 relay_begin(int, char *);
+static void	 relay_host(int, const char *);
+static void	 relay_auth(int, const char *);
+static void	 relay_backup(int, const char *);
+static void	 relay_helo(int, const char *);
+static void	 relay_src(int, const char *);
+static void	 relay_tls(int, const char *);
+static void	 relay_ca(int, const char *);
+static void	 relay_end(void);
 %}
 
 %define api.pure full
@@ -152,6 +173,9 @@ static void	 yyerror(YYLTYPE *, const char *);
 %token REJECT "reject" RETRY "retry" SANDBOX "sandbox" SMTP "smtp"
 %token SOCKET "socket" SRC "src" SUBMIT "submit" TABLE "table"
 %token TIMEOUT "timeout" USER "user"
+%token AUTH "auth" BACKUP "backup" CA "ca" CONNECTIONS "connections"
+%token HELO "helo" HOST "host" MX "mx" RELAY "relay" RESOLVER "resolver"
+%token TLS "tls"
 %token WORKERS "workers"
 %token ERROR "invalid token"
 %token <string> STRING "string"
@@ -343,6 +367,72 @@ statement	: HOSTNAME STRING		{ set_hostname(@2.first_line, $2); }
 		}
 		| MATCH				{ match_begin(); }
 		  matchopts matchend
+		| ACTION STRING RELAY		{
+			relay_begin(@2.first_line, $2);
+			$2 = NULL;	/* consumed */
+		}
+		  relayopts			{ relay_end(); }
+		| RESOLVER STRING		{
+			add_resolver(@2.first_line, $2);
+			free($2);
+		}
+		| RELAY TIMEOUT STRING STRING	{
+			set_relay_timeout(@3.first_line, $3, $4);
+			free($3);
+			free($4);
+		}
+		| RELAY PORT STRING		{
+			long long	n;
+
+			if (parse_count(@3.first_line, "relay port", $3, 1,
+			    65535, &n) == 0)
+				p.conf->relay_port = (int)n;
+			free($3);
+		}
+		| RELAY CONNECTIONS STRING	{
+			long long	n;
+
+			if (parse_count(@3.first_line, "relay connections", $3,
+			    1, 1000, &n) == 0)
+				p.conf->relay_connections = (int)n;
+			free($3);
+		}
+		;
+
+relayopts	: %empty
+		| relayopts relayopt
+		;
+
+relayopt	: HOST STRING			{
+			relay_host(@2.first_line, $2);
+			free($2);
+		}
+		| AUTH '<' STRING '>'		{
+			relay_auth(@3.first_line, $3);
+			free($3);
+		}
+		| BACKUP			{ relay_backup(@1.first_line, NULL); }
+		| BACKUP MX STRING		{
+			relay_backup(@3.first_line, $3);
+			free($3);
+		}
+		| HELO STRING			{
+			relay_helo(@2.first_line, $2);
+			free($2);
+		}
+		| SRC STRING			{
+			relay_src(@2.first_line, $2);
+			free($2);
+		}
+		| TLS STRING			{
+			relay_tls(@2.first_line, $2);
+			free($2);
+		}
+		| TLS OFF			{ relay_tls(@2.first_line, "no"); }
+		| CA STRING			{
+			relay_ca(@2.first_line, $2);
+			free($2);
+		}
 		;
 
 portopt		: %empty			{ $$ = 25; }
@@ -488,8 +578,12 @@ static const struct keyword keywords[] = {
 	{ "action",		ACTION },
 	{ "alias",		ALIAS },
 	{ "any",		ANY },
+	{ "auth",		AUTH },
+	{ "backup",		BACKUP },
+	{ "ca",			CA },
 	{ "chroot",		CHROOT },
 	{ "concurrency",	CONCURRENCY },
+	{ "connections",	CONNECTIONS },
 	{ "control",		CONTROL },
 	{ "delay-warning",	DELAYWARNING },
 	{ "deliver",		DELIVER },
@@ -498,6 +592,8 @@ static const struct keyword keywords[] = {
 	{ "for",		FOR },
 	{ "from",		FROM },
 	{ "group",		GROUP },
+	{ "helo",		HELO },
+	{ "host",		HOST },
 	{ "hostname",		HOSTNAME },
 	{ "lifetime",		LIFETIME },
 	{ "limit",		LIMIT },
@@ -510,6 +606,7 @@ static const struct keyword keywords[] = {
 	{ "message-size",	MESSAGESIZE },
 	{ "min",		MIN },
 	{ "min-free",		MINFREE },
+	{ "mx",			MX },
 	{ "off",		OFF },
 	{ "on",			ON },
 	{ "path",		PATH },
@@ -520,6 +617,8 @@ static const struct keyword keywords[] = {
 	{ "rcpt",		RCPT },
 	{ "recipients",		RECIPIENTS },
 	{ "reject",		REJECT },
+	{ "relay",		RELAY },
+	{ "resolver",		RESOLVER },
 	{ "retry",		RETRY },
 	{ "sandbox",		SANDBOX },
 	{ "smtp",		SMTP },
@@ -528,6 +627,7 @@ static const struct keyword keywords[] = {
 	{ "submit",		SUBMIT },
 	{ "table",		TABLE },
 	{ "timeout",		TIMEOUT },
+	{ "tls",		TLS },
 	{ "user",		USER },
 	{ "workers",		WORKERS },
 };
@@ -748,6 +848,8 @@ stmt_abort(void)
 		table_free(p.tbl);
 		p.tbl = NULL;
 	}
+	free(p.ra);
+	p.ra = NULL;
 }
 
 static int
@@ -1456,6 +1558,283 @@ done:
 	free(name);
 	free(path);
 	free(alias);
+}
+
+/* ---- remote delivery ------------------------------------------------------ */
+
+static void
+add_resolver(int line, const char *spec)
+{
+	char	addr[INET6_ADDRSTRLEN];
+	int	port;
+
+	if (resolver_parse(spec, addr, sizeof(addr), &port) == -1) {
+		cfg_error(line, "bad resolver \"%s\": an IPv4 or IPv6 address, "
+		    "with an optional @port", spec);
+		return;
+	}
+	if (p.conf->nresolvers >= RESOLVERS_MAX) {
+		cfg_error(line, "too many resolvers (at most %d)",
+		    RESOLVERS_MAX);
+		return;
+	}
+	(void)snprintf(p.conf->resolvers[p.conf->nresolvers++], RESOLVER_LEN,
+	    "%s@%d", addr, port);
+}
+
+static void
+set_relay_timeout(int line, const char *what, const char *value)
+{
+	static const char *names[RELAY_TO_MAX] = {
+		"connect", "greeting", "command", "data-init", "data-block",
+		"data-end"
+	};
+	long long	 n;
+	int		 i;
+
+	for (i = 0; i < RELAY_TO_MAX; i++)
+		if (strcmp(what, names[i]) == 0)
+			break;
+	if (i == RELAY_TO_MAX) {
+		cfg_error(line, "unknown relay timeout \"%s\": connect, "
+		    "greeting, command, data-init, data-block or data-end",
+		    what);
+		return;
+	}
+	if (parse_duration(value, &n) == -1 || n > 3600) {
+		cfg_error(line, "bad duration \"%s\" for relay timeout %s: 1s "
+		    "to 1h", value, what);
+		return;
+	}
+	p.conf->relay_timeout[i] = (time_t)n;
+}
+
+static void
+relay_begin(int line, char *name)
+{
+	p.ra_bad = 0;
+	p.ra_line = line;
+	p.ra_auth_line = p.ra_tls_line = p.ra_ca_line = 0;
+	if (strlen(name) >= ACTION_MAX || !name_is_valid(name)) {
+		cfg_error(line, "bad action name \"%s\": letters, digits, "
+		    "\"-\", \"_\" and \".\", at most %d", name, ACTION_MAX - 1);
+		p.ra_bad = 1;
+	} else if (config_action(p.conf, name) != NULL) {
+		cfg_error(line, "action \"%s\" is already defined", name);
+		p.ra_bad = 1;
+	}
+	if ((p.ra = calloc(1, sizeof(*p.ra))) == NULL) {
+		cfg_error(line, "%s", strerror(errno));
+		free(name);
+		return;
+	}
+	(void)strlcpy(p.ra->name, name, sizeof(p.ra->name));
+	p.ra->type = ACTION_RELAY;
+	p.ra->lineno = line;
+	p.ra->relay.tls = RELAY_TLS_MAY;
+	free(name);
+}
+
+static void
+relay_host(int line, const char *url)
+{
+	char	err[256];
+
+	if (p.ra == NULL)
+		return;
+	if (p.ra->relay.host[0] != '\0') {
+		cfg_error(line, "action \"%s\": host given twice", p.ra->name);
+		p.ra_bad = 1;
+		return;
+	}
+	if (relay_url_parse(url, &p.ra->relay.proto, p.ra->relay.host,
+	    sizeof(p.ra->relay.host), &p.ra->relay.port, err,
+	    sizeof(err)) == -1) {
+		cfg_error(line, "action \"%s\": bad relay host \"%s\": %s",
+		    p.ra->name, url, err);
+		p.ra_bad = 1;
+	}
+}
+
+static void
+relay_auth(int line, const char *name)
+{
+	struct table	*t;
+	char		 user[256], pass[256];
+	size_t		 i;
+
+	if (p.ra == NULL)
+		return;
+	p.ra_auth_line = line;
+	if ((t = table_ref(line, name)) == NULL) {
+		p.ra_bad = 1;
+		return;
+	}
+	for (i = 0; i < t->n; i++)
+		if (t->entries[i].value == NULL ||
+		    relay_secret_split(t->entries[i].value, user, sizeof(user),
+		    pass, sizeof(pass)) == -1) {
+			cfg_error(line, "table <%s> cannot be a secrets table: "
+			    "the entry for \"%s\" is not \"user:password\" or "
+			    "\"user password\"", name, t->entries[i].key);
+			p.ra_bad = 1;
+			return;
+		}
+	p.ra->relay.auth = t;
+}
+
+static void
+relay_backup(int line, const char *mx)
+{
+	if (p.ra == NULL)
+		return;
+	p.ra->relay.backup = 1;
+	if (mx == NULL)
+		return;
+	if (strlen(mx) >= sizeof(p.ra->relay.backup_mx) ||
+	    !domain_is_valid(mx, 0)) {
+		cfg_error(line, "action \"%s\": bad backup mx name \"%s\"",
+		    p.ra->name, mx);
+		p.ra_bad = 1;
+		return;
+	}
+	(void)strlcpy(p.ra->relay.backup_mx, mx, sizeof(p.ra->relay.backup_mx));
+}
+
+static void
+relay_helo(int line, const char *name)
+{
+	if (p.ra == NULL)
+		return;
+	if (strlen(name) >= sizeof(p.ra->relay.helo) ||
+	    !domain_is_valid(name, 0) || name[0] == '[') {
+		cfg_error(line, "action \"%s\": bad helo name \"%s\"",
+		    p.ra->name, name);
+		p.ra_bad = 1;
+		return;
+	}
+	(void)strlcpy(p.ra->relay.helo, name, sizeof(p.ra->relay.helo));
+}
+
+static void
+relay_src(int line, const char *addr)
+{
+	struct relay_opts	*r;
+	struct sockaddr_in	*sin;
+	struct sockaddr_in6	*sin6;
+
+	if (p.ra == NULL)
+		return;
+	r = &p.ra->relay;
+	sin = (struct sockaddr_in *)&r->src4;
+	sin6 = (struct sockaddr_in6 *)&r->src6;
+	if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1 && !r->has_src4) {
+		sin->sin_family = AF_INET;
+		r->has_src4 = 1;
+	} else if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1 &&
+	    !r->has_src6) {
+		sin6->sin6_family = AF_INET6;
+		r->has_src6 = 1;
+	} else {
+		cfg_error(line, "action \"%s\": bad source address \"%s\": "
+		    "one IPv4 and one IPv6 address at most", p.ra->name, addr);
+		p.ra_bad = 1;
+	}
+}
+
+static void
+relay_tls(int line, const char *mode)
+{
+	static const struct {
+		const char	*name;
+		enum relay_tls	 tls;
+	} modes[] = {
+		{ "no", RELAY_TLS_NO }, { "may", RELAY_TLS_MAY },
+		{ "required", RELAY_TLS_REQUIRED }, { "verify", RELAY_TLS_VERIFY },
+	};
+	size_t	i;
+
+	if (p.ra == NULL)
+		return;
+	p.ra_tls_line = line;
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (strcmp(mode, modes[i].name) == 0) {
+			p.ra->relay.tls = modes[i].tls;
+			return;
+		}
+	cfg_error(line, "action \"%s\": bad tls \"%s\": no, may, required "
+	    "or verify", p.ra->name, mode);
+	p.ra_bad = 1;
+}
+
+static void
+relay_ca(int line, const char *path)
+{
+	if (p.ra == NULL)
+		return;
+	p.ra_ca_line = line;
+	if (path_check(line, "ca", path, p.ra->relay.ca_file,
+	    sizeof(p.ra->relay.ca_file)) == -1) {
+		p.ra_bad = 1;
+		return;
+	}
+	if (!(p.flags & CONFIG_SKIP_TABLE_FILES) && access(path, R_OK) == -1) {
+		cfg_error(line, "action \"%s\": ca %s: %s", p.ra->name, path,
+		    strerror(errno));
+		p.ra_bad = 1;
+	}
+}
+
+/* The options that make sense only together, checked once all are seen. */
+static void
+relay_end(void)
+{
+	struct relay_opts	*r;
+	char			 user[256], pass[256];
+	const struct table_entry *e;
+
+	if (p.ra == NULL)
+		return;
+	r = &p.ra->relay;
+	if (r->backup && r->host[0] != '\0') {
+		cfg_error(p.ra_line, "action \"%s\": backup and host cannot "
+		    "be combined", p.ra->name);
+		p.ra_bad = 1;
+	}
+	if (r->auth != NULL && r->host[0] == '\0') {
+		cfg_error(p.ra_auth_line, "action \"%s\": auth needs a relay "
+		    "host", p.ra->name);
+		p.ra_bad = 1;
+	} else if (r->auth != NULL && r->proto == RELAY_PROTO_SMTP &&
+	    r->tls != RELAY_TLS_REQUIRED && r->tls != RELAY_TLS_VERIFY) {
+		/* A password is never sent in the clear. */
+		cfg_error(p.ra_auth_line, "action \"%s\": auth needs TLS: use "
+		    "smtp+tls://, smtps:// or tls required", p.ra->name);
+		p.ra_bad = 1;
+	} else if (r->auth != NULL &&
+	    ((e = table_lookup(r->auth, r->host)) == NULL ||
+	    relay_secret_split(e->value, user, sizeof(user), pass,
+	    sizeof(pass)) == -1)) {
+		cfg_error(p.ra_auth_line, "action \"%s\": table <%s> has no "
+		    "credentials for %s", p.ra->name, r->auth->name, r->host);
+		p.ra_bad = 1;
+	}
+	if (r->tls == RELAY_TLS_NO && r->proto != RELAY_PROTO_SMTP) {
+		cfg_error(p.ra_tls_line, "action \"%s\": tls no contradicts "
+		    "%s", p.ra->name, r->proto == RELAY_PROTO_SMTPS ?
+		    "smtps://" : "smtp+tls://");
+		p.ra_bad = 1;
+	}
+	if (r->proto != RELAY_PROTO_SMTP && r->tls == RELAY_TLS_MAY)
+		r->tls = RELAY_TLS_REQUIRED;
+	if (r->ca_file[0] == '\0')
+		(void)strlcpy(r->ca_file, RELAY_CA_DEFAULT, sizeof(r->ca_file));
+	if (!p.ra_bad) {
+		TAILQ_INSERT_TAIL(&p.conf->actions, p.ra, entry);
+		p.ra = NULL;
+	}
+	free(p.ra);
+	p.ra = NULL;
 }
 
 static void

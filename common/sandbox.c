@@ -75,8 +75,17 @@ static const int queue_calls[] = {
 	SCMP_SYS(statfs), SCMP_SYS(fstatfs),
 };
 
+/*
+ * The remote SMTP client and its resolver (libunbound, in the event loop):
+ * TCP and UDP sockets, bound to a source address or a random port, and
+ * what a non-blocking connect needs.  socket() itself is limited to IPv4
+ * and IPv6 below.
+ */
 static const int deliver_calls[] = {
-	SCMP_SYS(pread64),
+	SCMP_SYS(pread64), SCMP_SYS(connect), SCMP_SYS(bind),
+	SCMP_SYS(getsockopt), SCMP_SYS(setsockopt), SCMP_SYS(getsockname),
+	SCMP_SYS(getpeername), SCMP_SYS(shutdown), SCMP_SYS(sendmmsg),
+	SCMP_SYS(recvmmsg),
 };
 
 static void
@@ -145,7 +154,15 @@ sandbox_seccomp(enum proc_kind kind)
 	 * syslog(3) reconnects after syslogd restarts; in a chroot that cannot
 	 * work, but it must fail softly rather than kill the worker.
 	 */
-	if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 0) < 0 ||
+	if (kind == PROC_DELIVER) {
+		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+		    SCMP_A0(SCMP_CMP_EQ, AF_INET)) < 0 ||
+		    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+		    SCMP_A0(SCMP_CMP_EQ, AF_INET6)) < 0 ||
+		    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES),
+		    SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
+			fatalx("seccomp_rule_add socket failed");
+	} else if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 0) < 0 ||
 	    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(connect), 0) < 0)
 		fatalx("seccomp_rule_add failed");
 	if (seccomp_load(ctx) < 0)

@@ -453,8 +453,11 @@ submit_hello(struct submit_client *c, const char *helo)
 	char	 line[LINE_MAX_SMTP];
 	int	 r;
 
+	/* mtad greets at once unless it is paused or stuck: do not wait long */
+	c->timeout = SUBMIT_TIMEOUT_GREETING;
+	r = read_reply(c, 0);
 	c->timeout = SUBMIT_TIMEOUT_REPLY;
-	if ((r = read_reply(c, 0)) == -1)
+	if (r == -1)
 		return SUBMIT_TEMPFAIL;
 	if (r != 220)
 		return r >= 500 ? SUBMIT_PERMFAIL : SUBMIT_TEMPFAIL;
@@ -594,7 +597,7 @@ int
 submit_transaction(struct submit_client *c, struct submit_env *env,
     int msgfd, off_t off, uint64_t size)
 {
-	char		 params[256], envid[SUBMIT_ENVID_MAX * 3 + 1];
+	char		 params[512], envid[SUBMIT_ENVID_MAX * 3 + 1];
 	char		 tmp[64], first_temp[SUBMIT_TEXT_MAX];
 	uint64_t	 wire;
 	size_t		 i, accepted = 0, temp = 0;

@@ -23,6 +23,7 @@
 
 /* Timeouts, in seconds (RFC 5321 4.5.3.2 gives the upper bounds). */
 #define SUBMIT_TIMEOUT_CONNECT	10
+#define SUBMIT_TIMEOUT_GREETING	30	/* local: a paused or stuck mtad */
 #define SUBMIT_TIMEOUT_REPLY	300
 #define SUBMIT_TIMEOUT_FINAL	600
 

@@ -1,8 +1,11 @@
 /*
  * The deliver-worker process: takes batches from the queue and delivers each
  * recipient.  Local mailboxes need the recipient's privileges, so those go to
- * the master (IMSG_MDA_DELIVER) with a copy of the message descriptor; later
- * methods (remote SMTP, the MongoDB store) run here in the worker itself.
+ * the master (IMSG_MDA_DELIVER) with a copy of the message descriptor.
+ * Remote SMTP runs here in the worker itself (mta.c): the recipients of a
+ * batch that share a relay action become jobs of at most MTA_RCPTS_PER_TX.
+ * Relay actions are looked up in the configuration the worker was started
+ * with: a reload does not change them (a restart does).
  */
 #include "autoconf.h"
 
@@ -16,6 +19,7 @@
 #include "config.h"
 #include "deliver.h"
 #include "log.h"
+#include "mta.h"
 #include "sandbox.h"
 #include "stats.h"
 #include "util.h"
@@ -37,19 +41,26 @@ struct request {
 	uint32_t		 index;
 };
 
+/* A relay job's tie to its batch. */
+struct rjob {
+	TAILQ_ENTRY(rjob)	 entry;
+	struct batch		*batch;		/* NULL if the queue left */
+};
+
 static struct config		*conf;
 static struct event_base	*base;
 static struct channel		*master_chan;
 static struct channel		*queue_chan;
 static TAILQ_HEAD(, batch)	 batches = TAILQ_HEAD_INITIALIZER(batches);
 static TAILQ_HEAD(, request)	 requests = TAILQ_HEAD_INITIALIZER(requests);
+static TAILQ_HEAD(, rjob)	 rjobs = TAILQ_HEAD_INITIALIZER(rjobs);
 static uint32_t			 next_request = 1;
 static int			 shutting_down;
 
 static void
 maybe_exit(void)
 {
-	if (shutting_down && TAILQ_EMPTY(&requests))
+	if (shutting_down && TAILQ_EMPTY(&requests) && mta_busy() == 0)
 		exit(0);
 }
 
@@ -61,6 +72,8 @@ batch_free(struct batch *b)
 		close(b->fd);
 	free(b);
 }
+
+static void	batch_unref(struct batch *);
 
 static void
 report(struct batch *b, uint32_t index, uint32_t status, const char *text)
@@ -77,6 +90,13 @@ report(struct batch *b, uint32_t index, uint32_t status, const char *text)
 	}
 	stat_increment(status == DLV_OK ? "deliver.ok" :
 	    status == DLV_TEMPFAIL ? "deliver.tempfail" : "deliver.permfail", 1);
+	batch_unref(b);
+}
+
+/* The batch is done when every recipient reported. */
+static void
+batch_unref(struct batch *b)
+{
 	if (--b->outstanding == 0) {
 		if (b->queue)
 			channel_send(b->queue, IMSG_DELIVER_DONE, b->id, -1,
@@ -112,12 +132,93 @@ deliver_local(struct batch *b, uint32_t index, const struct dlv *dlv)
 }
 
 static void
+relay_result(void *arg, uint32_t index, int status, const char *text)
+{
+	struct rjob	*rj = arg;
+
+	if (rj->batch != NULL)
+		report(rj->batch, index, (uint32_t)status, text);
+}
+
+static void
+relay_done(void *arg)
+{
+	struct rjob	*rj = arg;
+
+	TAILQ_REMOVE(&rjobs, rj, entry);
+	free(rj);
+	maybe_exit();
+}
+
+/*
+ * The relay recipients of a batch, dlvs[0..n) (all DLV_RELAY): one job per
+ * action, of at most MTA_RCPTS_PER_TX recipients.  The queue groups a
+ * batch by domain already.
+ */
+static void
+deliver_relay(struct batch *b, const char *envid, uint32_t ret,
+    struct dlv *dlvs, uint32_t *idx, size_t n)
+{
+	struct dlv	*grp;
+	uint32_t	*gidx;
+	struct rjob	*rj;
+	size_t		 i, j, k, ng;
+	int		 fd;
+
+	if ((grp = calloc(n, sizeof(*grp))) == NULL ||
+	    (gidx = calloc(n, sizeof(*gidx))) == NULL) {
+		free(grp);
+		for (i = 0; i < n; i++)
+			report(b, idx[i], DLV_TEMPFAIL, "4.3.0 out of memory");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (dlvs[i].kind != DLV_RELAY)
+			continue;	/* taken by an earlier group */
+		ng = 0;
+		for (j = i; j < n; j++)
+			if (dlvs[j].kind == DLV_RELAY &&
+			    strcmp(dlvs[j].action, dlvs[i].action) == 0) {
+				grp[ng] = dlvs[j];
+				gidx[ng++] = idx[j];
+				if (j != i)
+					dlvs[j].kind = DLV_NONE;
+			}
+		dlvs[i].kind = DLV_NONE;
+		for (k = 0; k < ng; k += MTA_RCPTS_PER_TX) {
+			size_t	m = ng - k < MTA_RCPTS_PER_TX ? ng - k :
+				    MTA_RCPTS_PER_TX;
+
+			rj = calloc(1, sizeof(*rj));
+			fd = rj != NULL ? dup(b->fd) : -1;
+			if (fd == -1 || mta_submit(grp[k].action, b->msgid,
+			    b->sender, envid, ret, fd, &grp[k], &gidx[k], m,
+			    relay_result, relay_done, rj) == -1) {
+				if (fd != -1)
+					close(fd);
+				free(rj);
+				for (j = 0; j < m; j++)
+					report(b, gidx[k + j], DLV_TEMPFAIL,
+					    "4.3.0 out of resources");
+				continue;
+			}
+			rj->batch = b;
+			TAILQ_INSERT_TAIL(&rjobs, rj, entry);
+		}
+	}
+	free(grp);
+	free(gidx);
+}
+
+static void
 dispatch_batch(struct channel *chan, struct imsg *imsg)
 {
 	struct mreader	 r;
 	struct batch	*b;
-	struct dlv	*dlvs = NULL;
-	uint32_t	*idx = NULL, n, i;
+	struct dlv	*dlvs = NULL, *relay = NULL;
+	uint32_t	*idx = NULL, *relay_idx = NULL, n, i, nrelay = 0;
+	char		 envid[ENVID_MAX] = "";
+	uint32_t	 ret = DSN_RET_NONE;
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		fatal("calloc");
@@ -137,7 +238,13 @@ dispatch_batch(struct channel *chan, struct imsg *imsg)
 		idx[i] = m_get_u32(&r);
 		dlv_get(&r, &dlvs[i]);
 	}
-	if (m_end(&r) == -1 || !msgid_is_valid(b->msgid)) {
+	/* Optional: the message's DSN ENVID and RET, for relaying. */
+	if (!r.err && r.left > 0) {
+		m_get_str(&r, envid, sizeof(envid));
+		ret = m_get_u32(&r);
+	}
+	if (m_end(&r) == -1 || !msgid_is_valid(b->msgid) ||
+	    ret > DSN_RET_HDRS) {
 		free(b);
 		free(dlvs);
 		free(idx);
@@ -148,23 +255,43 @@ dispatch_batch(struct channel *chan, struct imsg *imsg)
 	b->queue = chan;
 	b->fd = imsg->fd;
 	imsg->fd = -1;
-	b->outstanding = (int)n;
+	/* One more than the recipients: held while they are handed out. */
+	b->outstanding = (int)n + 1;
 	TAILQ_INSERT_TAIL(&batches, b, entry);
 	log_trace(TRACE_DELIVER, "%s: batch %u, %u recipients", b->msgid,
 	    b->id, n);
+	if ((relay = calloc(n, sizeof(*relay))) == NULL ||
+	    (relay_idx = calloc(n, sizeof(*relay_idx))) == NULL)
+		fatal("calloc");
+	/*
+	 * The relay jobs go first: reports of local deliveries may end the
+	 * batch, and none of them can come before this function returns.
+	 */
+	for (i = 0; i < n; i++)
+		if (dlvs[i].kind == DLV_RELAY) {
+			relay[nrelay] = dlvs[i];
+			relay_idx[nrelay++] = idx[i];
+		}
+	if (nrelay > 0)
+		deliver_relay(b, envid, ret, relay, relay_idx, nrelay);
 	for (i = 0; i < n; i++) {
 		switch (dlvs[i].kind) {
 		case DLV_MBOX:
 		case DLV_MAILDIR:
 			deliver_local(b, idx[i], &dlvs[i]);
 			break;
+		case DLV_RELAY:
+			break;
 		default:
 			report(b, idx[i], DLV_PERMFAIL,
 			    "5.3.5 delivery method not supported");
 		}
 	}
+	free(relay);
+	free(relay_idx);
 	free(dlvs);
 	free(idx);
+	batch_unref(b);
 }
 
 static void
@@ -208,6 +335,7 @@ queue_closed(struct channel *chan, int malformed)
 {
 	struct batch	*b, *next;
 	struct request	*rq;
+	struct rjob	*rj;
 
 	if (malformed)
 		proc_report_bad_peer(master_chan, chan);
@@ -219,6 +347,9 @@ queue_closed(struct channel *chan, int malformed)
 		TAILQ_FOREACH(rq, &requests, entry)
 			if (rq->batch == b)
 				rq->batch = NULL;
+		TAILQ_FOREACH(rj, &rjobs, entry)
+			if (rj->batch == b)
+				rj->batch = NULL;
 		batch_free(b);
 	}
 	if (queue_chan == chan)
@@ -259,6 +390,7 @@ master_dispatch_deliver(struct channel *chan, struct imsg *imsg)
 		break;
 	case IMSG_SHUTDOWN:
 		shutting_down = 1;
+		mta_shutdown();
 		maybe_exit();
 		break;
 	default:
@@ -279,9 +411,13 @@ deliver_main(struct config *c, struct proc_env *env)
 
 	conf = c;
 	proc_init(env, "deliver-worker");
-	sandbox_drop(conf->chroot_path, env->user, env->uid, env->gid);
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new");
+	/* Resolver configuration, CA files: read before the chroot. */
+	if (mta_init(base, conf) == -1)
+		log_warnx("remote delivery is not set up: relayed mail will "
+		    "be deferred");
+	sandbox_drop(conf->chroot_path, env->user, env->uid, env->gid);
 	master_chan = channel_new(base, env->master_fd, PROC_MASTER, 0,
 	    master_dispatch_deliver, master_closed, NULL);
 	if (master_chan == NULL)

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "master.h"
+#include "offline.h"
 #include "stats.h"
 #include "util.h"
 
@@ -245,8 +246,14 @@ control_dispatch(struct channel *chan, struct imsg *imsg)
 	uint32_t		 verbose, trace;
 
 	switch (imsg->hdr.type) {
-	case IMSG_CTL_SHOW_QUEUE:
 	case IMSG_CTL_MSG_OP:
+		/* A flush also submits what waits in offline/. */
+		if (imsg->hdr.len >= 4 &&
+		    *(const uint32_t *)imsg->data == CTL_OP_FLUSH)
+			offline_scan_now();
+		forward_to_queue(cc, imsg);
+		break;
+	case IMSG_CTL_SHOW_QUEUE:
 	case IMSG_CTL_SHOW_MESSAGE:
 		forward_to_queue(cc, imsg);
 		break;

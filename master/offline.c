@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dropfile.h"
@@ -45,6 +46,7 @@
 #define PICKUP_TIMEOUT		900	/* then the child is killed */
 #define PICKUP_REPORT_MAX	16384	/* what a child may say */
 #define ENVELOPE_SLACK		4096	/* envelope lines besides rcpts */
+#define STALE_TEMP_SECS		(24 * 3600)	/* unfinished ".NAME" files */
 
 /* What the child says last: "S <status> <text>". */
 enum pickup_status {
@@ -359,6 +361,24 @@ consider(int dfd, const char *name)
 	pickup_start(dfd, name, &st, pw);
 }
 
+/* ".NAME": a sendmail still writing, or one that died before its rename. */
+static void
+stale_temp(int dfd, const char *name)
+{
+	struct stat	 st;
+
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+	    fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) ||
+	    st.st_mtime > time(NULL) - STALE_TEMP_SECS)
+		return;
+	if (unlinkat(dfd, name, 0) == -1)
+		log_warn("offline: unlink %s", name);
+	else
+		log_info("offline: removed %s, left unfinished by uid %ld",
+		    name, (long)st.st_uid);
+}
+
 static void
 scan(evutil_socket_t fd, short ev, void *arg)
 {
@@ -374,8 +394,12 @@ scan(evutil_socket_t fd, short ev, void *arg)
 		return;
 	}
 	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.' || in_flight(e->d_name))
-			continue;	/* ".", "..", and writes in progress */
+		if (e->d_name[0] == '.') {
+			stale_temp(dirfd(d), e->d_name);
+			continue;
+		}
+		if (in_flight(e->d_name))
+			continue;
 		if (nrunning >= PICKUP_RUNNING_MAX) {
 			more_waiting = 1;
 			break;
@@ -467,6 +491,15 @@ offline_reap(pid_t pid, int status)
 	if (more_waiting && !retry_seen)
 		evtimer_add(rescan_ev, &now);
 	return 1;
+}
+
+void
+offline_scan_now(void)
+{
+	struct timeval	 now = { 0, 0 };
+
+	if (rescan_ev != NULL)
+		evtimer_add(rescan_ev, &now);
 }
 
 void

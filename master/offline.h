@@ -12,6 +12,8 @@
 
 /* Arms the scans: the first soon after start, then every 60 s. */
 void	offline_start(void);
+/* A scan now (for `mtactl flush` / `sendmail -q`), not waiting for the timer. */
+void	offline_scan_now(void);
 /* Called on SIGCHLD for a pid that is not a worker: 1 if it was a pickup. */
 int	offline_reap(pid_t, int status);
 

@@ -4,9 +4,6 @@
  */
 #include "autoconf.h"
 
-#include <sys/socket.h>
-#include <sys/un.h>
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctlclient.h"
 #include "imsg.h"
 #include "marshal.h"
 #include "proto.h"
@@ -50,39 +48,20 @@ usage(void)
 static int
 ctl_connect(struct imsgbuf *ib)
 {
-	struct sockaddr_un	 sun;
-	int			 fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlcpy(sun.sun_path, socket_path, sizeof(sun.sun_path)) >=
-	    sizeof(sun.sun_path)) {
-		fprintf(stderr, "mtactl: socket path too long\n");
-		exit(1);
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
-		perror("mtactl: socket");
-		exit(1);
-	}
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+	if (ctlclient_connect(ib, socket_path, 0) == -1) {
 		fprintf(stderr, "mtactl: cannot connect to %s: %s%s\n",
 		    socket_path, strerror(errno),
 		    errno == ENOENT || errno == ECONNREFUSED ?
 		    " (is mtad running?)" : "");
 		exit(1);
 	}
-	if (imsgbuf_init(ib, fd) == -1) {
-		perror("mtactl");
-		exit(1);
-	}
-	return fd;
+	return ib->fd;
 }
 
 static void
 ctl_send(struct imsgbuf *ib, uint32_t type, const void *data, size_t len)
 {
-	if (imsg_compose(ib, type, 0, -1, data, len) == -1 ||
-	    imsg_flush_blocking(ib) == -1) {
+	if (ctlclient_send(ib, type, data, len) == -1) {
 		perror("mtactl: write");
 		exit(1);
 	}
@@ -110,24 +89,18 @@ ctl_send_str(struct imsgbuf *ib, uint32_t type, uint32_t op, const char *arg)
 static void
 ctl_next(struct imsgbuf *ib, struct imsg *imsg)
 {
-	ssize_t	 n;
-	int	 r;
-
-	for (;;) {
-		if ((r = imsg_get(ib, imsg)) == 1)
-			return;
-		if (r == -1) {
+	switch (ctlclient_next(ib, imsg)) {
+	case 1:
+		return;
+	case 0:
+		fprintf(stderr, "mtactl: mtad closed the connection\n");
+		exit(1);
+	default:
+		if (errno == EBADMSG)
 			fprintf(stderr, "mtactl: malformed answer\n");
-			exit(1);
-		}
-		if ((n = imsg_read(ib)) == 0) {
-			fprintf(stderr, "mtactl: mtad closed the connection\n");
-			exit(1);
-		}
-		if (n == -1 && errno != EAGAIN && errno != EINTR) {
+		else
 			perror("mtactl: read");
-			exit(1);
-		}
+		exit(1);
 	}
 }
 

@@ -12,16 +12,14 @@
 #include "autoconf.h"
 
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,7 +174,7 @@ add_rcpt(void *arg, int ok, const char *addr)
 	if (rc->env->nrcpts >= (size_t)conf->max_rcpt) {
 		warnmsg("too many recipients (limit recipients %d)",
 		    conf->max_rcpt);
-		rc->nomem = EX_UNAVAILABLE;
+		rc->nomem = EX_DATAERR;
 		return 1;
 	}
 	if (submit_env_add(rc->env, q) == -1) {
@@ -447,20 +445,27 @@ relay_chunk(int from, int to, int crlf, int *lastcr, const char *dir)
 	}
 	if (verbose)
 		fprintf(stderr, "%s %.*s", dir, (int)o, out);
-	for (off = 0; off < o; off += (size_t)w)
-		if ((w = write(to, out + off, o - off)) == -1) {
-			if (errno == EINTR) {
-				w = 0;
-				continue;
-			}
+	for (off = 0; off < o; off += (size_t)w) {
+		if ((w = write(to, out + off, o - off)) != -1)
+			continue;
+		w = 0;
+		if (errno == EAGAIN) {	/* the socket is non-blocking */
+			struct pollfd	 pfd = { to, POLLOUT, 0 };
+			int		 r;
+
+			r = poll(&pfd, 1, SUBMIT_TIMEOUT_REPLY * 1000);
+			if (r == 0 || (r == -1 && errno != EINTR))
+				return -1;
+		} else if (errno != EINTR)
 			return -1;
-		}
+	}
 	return 1;
 }
 
 /*
  * A byte relay between stdio and the submit socket; the server answers, so
- * the dialogue is exactly mtad's.  The end of input does not end the
+ * the dialogue is exactly mtad's (when mtad is not running, a stand-in
+ * keeps the messages in offline/: sendmail_smtpd.c).  The end of input does not end the
  * session: what the client sent (often all at once, QUIT last) is still
  * being answered; the relay ends when mtad closes, or when it has been
  * quiet for a while after the input ended.
@@ -474,11 +479,10 @@ smtp_relay(void)
 
 	submit_init(&c);
 	if (submit_connect(&c, conf->submit_path) == -1) {
-		printf("421 4.3.0 %s mtad is not running, try again later\r\n",
-		    conf->hostname);
-		fflush(stdout);
-		warnmsg("%s", c.reply);
-		return EX_TEMPFAIL;
+		if (verbose)
+			warnmsg("mtad is not running (%s): messages are kept "
+			    "in %s/offline", c.reply, conf->queue_path);
+		return smtpd_offline(conf, verbose);
 	}
 	for (;;) {
 		pfd[0].fd = in_open ? STDIN_FILENO : -1;

@@ -39,6 +39,7 @@ struct msg_info {
 	int		 added_from, added_date, added_msgid;
 	int		 has_resent;	/* Resent-To/Cc/Bcc present */
 	int		 dot_seen;	/* the input ended with a lone dot */
+	int		 bol;		/* reading stopped at a line start */
 	struct addr_list to;		/* -t: To, Cc, Bcc */
 	struct addr_list resent;	/* -t: Resent-To, -Cc, -Bcc */
 	char		 err[MSG_ERR_MAX];

@@ -471,6 +471,7 @@ msg_read(FILE *in, int out, const struct msg_opts *opts,
 	rd.end = rd.dot_seen = 0;
 	r = run(st, &rd);
 	info->dot_seen = rd.dot_seen;
+	info->bol = rd.bol;
 	if (r == 0)
 		w_flush(&st->w);
 	if (r == 0 && st->w.err == EX_DATAERR)

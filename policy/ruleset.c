@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "addr.h"
 #include "log.h"
 #include "ruleset.h"
 
@@ -63,6 +64,8 @@ static void	 alias_item(struct eval *, const struct action *,
 		    const char *, char *, int);
 static int	 deliver_user(struct eval *, const struct action *,
 		    const char *, const char *);
+static int	 deliver_relay(struct eval *, const struct action *,
+		    const char *, size_t);
 static const struct match *rule_find(struct config *, int, const char *,
 		    const char *, const char *);
 static int	 lower_copy(const char *, size_t, char *, size_t);
@@ -212,6 +215,53 @@ deliver_user(struct eval *ev, const struct action *a, const char *name,
 		if (n < 0 || (size_t)n >= sizeof(d->rcpt))
 			return 1;
 	}
+	(void)strlcpy(d->orig, ev->rcpt, sizeof(d->orig));
+	res->ndlv++;
+	return 1;
+}
+
+/*
+ * A relay action: one delivery to the address itself, no aliases and no
+ * local user check (the remote server decides).  The local part keeps its
+ * case (RFC 5321 2.4), the domain is lowercased.  0 if it cannot be relayed.
+ */
+static int
+deliver_relay(struct eval *ev, const struct action *a, const char *addr,
+    size_t llen)
+{
+	struct rcpt_result	*res = ev->res;
+	struct dlv		*d;
+	char			 rcpt[ADDR_MAX];
+	size_t			 i, ncap;
+
+	if (strlcpy(rcpt, addr, sizeof(rcpt)) >= sizeof(rcpt))
+		return 0;
+	str_lower(rcpt + llen);
+	for (i = 0; i < res->ndlv; i++)
+		if (res->dlv[i].kind == DLV_RELAY &&
+		    strcmp(res->dlv[i].action, a->name) == 0 &&
+		    strcmp(res->dlv[i].rcpt, rcpt) == 0)
+			return 1;
+	if (res->ndlv >= ALIAS_EXPAND_MAX) {
+		ev->overflow = 1;
+		return 1;
+	}
+	if (res->ndlv == ev->cap) {
+		ncap = ev->cap ? ev->cap * 2 : 4;
+		if ((d = reallocarray(res->dlv, ncap, sizeof(*d))) == NULL) {
+			ev->oom = 1;
+			return 1;
+		}
+		res->dlv = d;
+		ev->cap = ncap;
+	}
+	d = &res->dlv[res->ndlv];
+	memset(d, 0, sizeof(*d));
+	d->kind = DLV_RELAY;
+	(void)strlcpy(d->action, a->name, sizeof(d->action));
+	(void)strlcpy(d->dest, a->relay.host[0] != '\0' ? a->relay.host :
+	    rcpt + llen + 1, sizeof(d->dest));
+	(void)strlcpy(d->rcpt, rcpt, sizeof(d->rcpt));
 	(void)strlcpy(d->orig, ev->rcpt, sizeof(d->orig));
 	res->ndlv++;
 	return 1;
@@ -419,6 +469,12 @@ eval_addr(struct eval *ev, const char *addr, int from_local,
 		return OUT_NOMATCH;
 	if (m->reject || m->action == NULL)
 		return OUT_REJECT;
+	if (m->action->type == ACTION_RELAY) {
+		/* A bare <postmaster> has no domain to relay to. */
+		if (*domain == '\0' || !deliver_relay(ev, m->action, addr, llen))
+			return OUT_BADADDR;
+		return OUT_LOCAL;
+	}
 	(void)resolve_local(ev, m->action, local, depth,
 	    depth == 0 ? addr : NULL);
 	return OUT_LOCAL;

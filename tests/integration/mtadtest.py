@@ -767,3 +767,558 @@ class SharedDaemonCase(MtadTestCase):
         # The shared daemon's log belongs to every test of the class.
         if self.mtad not in CURRENT_DAEMONS:
             CURRENT_DAEMONS.append(self.mtad)
+
+
+# ---------------------------------------------------------------------------
+# queue control, notifications (DSN), full disk and crash tests
+
+def create_user(name):
+    """A throw-away account without a home; returns its uid.  Create it
+    before the daemon starts: policy reads the accounts once."""
+    _remove_user(name)
+    r = _run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+              "--user-group", name], check=False)
+    if r.returncode != 0:
+        raise RuntimeError("useradd %s failed: %s" % (name, r.stderr))
+    return pwd.getpwnam(name).pw_uid
+
+
+def delete_user(name):
+    _remove_user(name)
+
+
+def smtp_send_dsn(port, sender, rcpts, msg, mail_params="", source="127.0.0.1",
+                  helo="client.test"):
+    """smtp_send with ESMTP parameters: mail_params after MAIL FROM, rcpts a
+    list of addresses or of (address, parameters).  Returns the queue id."""
+    with SMTPClient(port, source=source) as c:
+        code, _ = c.greeting()
+        assert code == 220, "greeting %d" % code
+        r = c.cmd("EHLO " + helo)
+        assert r[0] == 250, "EHLO: " + reply_text(r)
+        line = "MAIL FROM:<%s>" % sender
+        if mail_params:
+            line += " " + mail_params
+        r = c.cmd(line)
+        assert r[0] == 250, "%s: %s" % (line, reply_text(r))
+        for rc in rcpts:
+            addr, params = (rc, "") if isinstance(rc, str) else rc
+            line = "RCPT TO:<%s>" % addr
+            if params:
+                line += " " + params
+            r = c.cmd(line)
+            assert r[0] == 250, "%s: %s" % (line, reply_text(r))
+        r = c.cmd("DATA")
+        assert r[0] == 354, "DATA: " + reply_text(r)
+        c.send(dot_stuff(msg) + b".\r\n")
+        r = c.read_reply()
+        assert r[0] == 250, "end of DATA: " + reply_text(r)
+        m = QUEUED_RX.match(r[1][0])
+        assert m, "250 reply without a queue id: " + reply_text(r)
+        c.cmd("QUIT")
+        return m.group(1)
+
+
+def is_dsn(mbox_msg):
+    """A message mtad generated (null sender in the mbox From_ line)."""
+    return mbox_msg.from_line.startswith("From MAILER-DAEMON ")
+
+
+def dsns_about(mbox_msgs, msgid):
+    """The notifications of an mbox that return the message with msgid."""
+    return [m for m in mbox_msgs if is_dsn(m) and msgid.encode() in m.raw]
+
+
+class DSN:
+    """A delivery status notification parsed with the email package
+    (policy default): the report, its per-message fields and one dict of
+    fields per recipient (keys as in the report, e.g. "Action")."""
+
+    def __init__(self, mbox_msg):
+        self.mbox_msg = mbox_msg
+        self.msg = email.message_from_bytes(mbox_msg.raw,
+                                            policy=email.policy.default)
+        parts = self.msg.get_payload() if self.msg.is_multipart() else []
+        self.parts = parts
+        self.per_message = None
+        self.recipients = []
+        for p in parts:
+            if p.get_content_type() == "message/delivery-status":
+                blocks = p.get_payload()
+                self.per_message = dict(blocks[0].items())
+                self.recipients = [dict(b.items()) for b in blocks[1:]]
+
+    def content_types(self):
+        return [p.get_content_type() for p in self.parts]
+
+    def part(self, ctype):
+        for p in self.parts:
+            if p.get_content_type() == ctype:
+                return p
+        return None
+
+    def actions(self):
+        return sorted(r.get("Action", "").strip().lower()
+                      for r in self.recipients)
+
+
+def env_set_created(path, created):
+    """Rewrites the `created` line of a spool envelope; the file is
+    otherwise left byte-identical (mode and owner kept)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    new, n = re.subn(rb"(?m)^created [0-9]+$", b"created %d" % created, data)
+    if n != 1:
+        raise AssertionError("%s: %d created lines" % (path, n))
+    st = os.stat(path)
+    tmp = path + ".it-tmp"
+    with open(tmp, "wb") as f:
+        f.write(new)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    os.chmod(tmp, st.st_mode & 0o7777)
+    os.rename(tmp, path)
+
+
+def spool_entries(d, sub):
+    """Names in the spool's sub directory (incoming, queue, corrupt)."""
+    try:
+        return sorted(os.listdir(os.path.join(d.queue, sub)))
+    except FileNotFoundError:
+        return []
+
+
+def temp_failing_mbox(d, user):
+    """Makes delivery to user's mbox fail temporarily (4.2.0): the mailbox
+    exists, belongs to the user, and the user may not open it.  Returns a
+    function that fixes it."""
+    path = d.mbox_path(user)
+    pw = pwd.getpwnam(user)
+    with open(path, "ab"):
+        pass
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    os.chmod(path, 0)
+
+    def fix():
+        os.chmod(path, 0o600)
+    return fix
+
+
+# ---------------------------------------------------------------------------
+# remote delivery: a DNS server of the test (dnsmasq), SMTP peers on
+# loopback addresses (Postfix's smtp-sink, aiosmtpd), a test CA
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+SMTP_SINK = "/usr/sbin/smtp-sink"
+OPENSSL = "/usr/bin/openssl"
+
+_loopback_next = [0]
+
+
+def loopback_addr():
+    """A fresh address of 127.0.0.0/8 for a peer, never 127.0.0.1."""
+    base = 20 + os.getpid() % 200
+    while True:
+        _loopback_next[0] += 1
+        n = _loopback_next[0]
+        addr = "127.%d.%d.%d" % (base, n // 250, 2 + n % 250)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((addr, 0))
+            return addr
+        except OSError:
+            continue
+        finally:
+            s.close()
+
+
+def free_udp_tcp_port(addr="127.0.0.1"):
+    """A port free for both UDP and TCP on addr (a DNS server needs both)."""
+    for _ in range(100):
+        port = free_port()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind((addr, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            u.close()
+    raise RuntimeError("no free port for a DNS server")
+
+
+class DnsServer:
+    """dnsmasq on 127.0.0.1:port, answering only from its own records
+    (nothing is forwarded: --no-resolv, and *.test is local).
+
+    mx:    [(domain, host, preference)]
+    hosts: [(name, address, ...)] (A and AAAA records)
+    extra: more dnsmasq options, e.g. "--dns-rr=..." or "--server=/d/ip#port"
+    """
+
+    def __init__(self, mx=(), hosts=(), extra=()):
+        self.port = free_udp_tcp_port()
+        self.args = [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null",
+                     "--port=%d" % self.port, "--listen-address=127.0.0.1",
+                     "--bind-interfaces", "--no-resolv", "--no-hosts",
+                     "--no-poll", "--local-ttl=0", "--pid-file=",
+                     "--user=root", "--local=/test/", "--log-facility=-"]
+        for domain, host, pref in mx:
+            self.args.append("--mx-host=%s,%s,%d" % (domain, host, pref))
+        for h in hosts:
+            self.args.append("--host-record=%s" % ",".join(h))
+        self.args.extend(extra)
+        self.proc = None
+
+    @property
+    def resolver(self):
+        return "127.0.0.1@%d" % self.port
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("dnsmasq exited: %s" %
+                                     self.proc.stderr.read().decode())
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.connect(("127.0.0.1", self.port))
+                return True
+            except OSError:
+                return False
+            finally:
+                s.close()
+        wait_for(ready, what="dnsmasq on port %d" % self.port)
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+
+
+class SmtpSink:
+    """Postfix's smtp-sink on addr:port: accepts everything, one file per
+    transaction in its directory."""
+
+    def __init__(self, addr, port, tmpdir):
+        self.addr, self.port = addr, port
+        self.dir = tempfile.mkdtemp(prefix="sink-", dir=tmpdir)
+        os.chmod(self.dir, 0o777)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [SMTP_SINK, "-u", "nobody", "-d", self.dir + "/%H%M%S.",
+             "%s:%d" % (self.addr, self.port), "64"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("smtp-sink exited")
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.connect((self.addr, self.port))
+                return True
+            except OSError:
+                return False
+            finally:
+                s.close()
+        wait_for(ready, what="smtp-sink on %s:%d" % (self.addr, self.port))
+        return self
+
+    def messages(self):
+        out = []
+        for n in sorted(os.listdir(self.dir)):
+            with open(os.path.join(self.dir, n), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class TestCA:
+    """A throw-away CA and server certificates signed by it (openssl)."""
+
+    def __init__(self, tmpdir):
+        self.dir = tempfile.mkdtemp(prefix="ca-", dir=tmpdir)
+        os.chmod(self.dir, 0o755)
+        self.ca_key = os.path.join(self.dir, "ca.key")
+        self.ca_pem = os.path.join(self.dir, "ca.pem")
+        _run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+              "-keyout", self.ca_key, "-out", self.ca_pem, "-days", "2",
+              "-subj", "/CN=mtad test CA"])
+        os.chmod(self.ca_pem, 0o644)
+
+    def server_cert(self, name, self_signed=False):
+        """(certfile, keyfile) for name (CN and subjectAltName)."""
+        key = os.path.join(self.dir, name + ".key")
+        cert = os.path.join(self.dir, name + ".pem")
+        ext = os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=DNS:%s\n" % name)
+        if self_signed:
+            _run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                  "-keyout", key, "-out", cert, "-days", "2",
+                  "-subj", "/CN=%s" % name, "-addext",
+                  "subjectAltName=DNS:%s" % name])
+            return cert, key
+        csr = os.path.join(self.dir, name + ".csr")
+        _run([OPENSSL, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+              "-out", csr, "-subj", "/CN=%s" % name])
+        _run([OPENSSL, "x509", "-req", "-in", csr, "-CA", self.ca_pem,
+              "-CAkey", self.ca_key, "-CAcreateserial", "-out", cert,
+              "-days", "2", "-extfile", ext])
+        return cert, key
+
+
+class PeerMessage:
+    def __init__(self, mail_from, rcpts, data, mail_options, rcpt_options,
+                 auth_login, tls):
+        self.mail_from = mail_from
+        self.rcpts = rcpts
+        self.data = data
+        self.mail_options = mail_options
+        self.rcpt_options = rcpt_options    # one list per recipient
+        self.auth_login = auth_login
+        self.tls = tls
+
+
+class ScriptedPeer:
+    """An SMTP peer (aiosmtpd) with scripted replies.
+
+    rcpt_replies: {address: "450 4.2.0 ..."}; others get 250.
+    data_reply:   a reply to the end of DATA instead of 250.
+    greeting:     a reply to send instead of the usual 220 banner.
+    tls:          (certfile, keyfile): STARTTLS offered.
+    auth:         {"user": "password"}: AUTH offered (after TLS) and required;
+                  mechanisms: those offered, among PLAIN, LOGIN, CRAM-MD5.
+    drop:         capabilities removed from EHLO ("8BITMIME", "SIZE", ...).
+    add:          capabilities added ("PIPELINING", "DSN").
+    size_limit:   the SIZE announced (0: none).
+    delay:        seconds to wait before answering the end of DATA.
+    """
+
+    def __init__(self, addr, port, rcpt_replies=None, data_reply=None,
+                 greeting=None, tls=None, auth=None, mechanisms=None,
+                 drop=(), add=(), size_limit=0, delay=0.0):
+        import asyncio
+        import ssl
+        import threading
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import SMTP, AuthResult, MISSING
+        self.addr, self.port = addr, port
+        self.messages = []
+        self.connections = 0
+        self.active = 0
+        self.max_active = 0
+        self.rsets = 0
+        self.ehlos = []
+        self.live = set()
+        self.lock = threading.Lock()
+        peer = self
+        rcpt_replies = dict(rcpt_replies or {})
+        mechanisms = list(mechanisms or ["PLAIN", "LOGIN", "CRAM-MD5"])
+
+        class Handler:
+            async def handle_EHLO(self, server, session, envelope, hostname,
+                                  responses):
+                session.host_name = hostname
+                peer.ehlos.append(hostname)
+                out = []
+                for r in responses:
+                    word = r[4:].split(" ")[0].upper()
+                    if word in drop:
+                        continue
+                    if word == "SIZE" and size_limit:
+                        r = "250-SIZE %d" % size_limit
+                    out.append(r)
+                last = out.pop()
+                out.extend("250-" + a for a in add)
+                out.append(last)
+                return out
+
+            async def handle_RCPT(self, server, session, envelope, address,
+                                  rcpt_options):
+                reply = rcpt_replies.get(address)
+                if reply and not reply.startswith("2"):
+                    return reply
+                envelope.rcpt_tos.append(address)
+                envelope.rcpt_options.append(list(rcpt_options))
+                return "250 2.1.5 OK"
+
+            async def handle_RSET(self, server, session, envelope):
+                with peer.lock:
+                    peer.rsets += 1
+                return "250 2.0.0 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                if delay:
+                    await asyncio.sleep(delay)
+                if data_reply:
+                    return data_reply
+                with peer.lock:
+                    peer.messages.append(PeerMessage(
+                        envelope.mail_from, list(envelope.rcpt_tos),
+                        envelope.content, list(envelope.mail_options),
+                        list(envelope.rcpt_options), session.auth_data,
+                        session.ssl is not None))
+                return "250 2.0.0 OK queued"
+
+            async def auth_CRAM__MD5(self, server, args):
+                import hmac
+                challenge = b"<%d.%d@peer.test>" % (os.getpid(),
+                                                    int(time.time()))
+                resp = await server.challenge_auth(challenge)
+                if resp is MISSING:
+                    return AuthResult(success=False, handled=False)
+                user, _, digest = resp.partition(b" ")
+                pw = (auth or {}).get(user.decode(errors="replace"))
+                ok = pw is not None and hmac.compare_digest(
+                    hmac.new(pw.encode(), challenge, "md5").hexdigest()
+                    .encode(), digest)
+                return AuthResult(success=ok, auth_data=user, handled=False)
+
+        def authenticator(server, session, envelope, mechanism, data):
+            login = data.login.decode(errors="replace")
+            ok = (auth or {}).get(login) == data.password.decode(
+                errors="replace")
+            # handled=False: aiosmtpd answers 535 itself
+            return AuthResult(success=ok, auth_data=data, handled=False)
+
+        class PeerSMTP(SMTP):
+            def connection_made(self, transport):
+                first = self._original_transport is None and \
+                    self.transport is None
+                super().connection_made(transport)
+                if first:
+                    with peer.lock:
+                        peer.connections += 1
+                        peer.live.add(id(self))
+                        peer.max_active = max(peer.max_active,
+                                              len(peer.live))
+                    if greeting:
+                        # replaces the banner: _handle_client sends it first
+                        self.__dict__["_peer_greeting"] = greeting
+
+            def connection_lost(self, error):
+                with peer.lock:
+                    peer.live.discard(id(self))
+                super().connection_lost(error)
+
+            async def push(self, status):
+                g = self.__dict__.pop("_peer_greeting", None)
+                if g is not None and status.startswith("220 "):
+                    status = g
+                return await super().push(status)
+
+            def _getparams(self, params):
+                # DSN parameters are accepted when DSN is offered.
+                if "DSN" in add:
+                    params = [p for p in params if p.split("=")[0] not in
+                              ("RET", "ENVID", "NOTIFY", "ORCPT")]
+                return super()._getparams(params)
+
+        kw = {}
+        if tls:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(tls[0], tls[1])
+            kw["tls_context"] = ctx
+        if auth is not None:
+            kw["authenticator"] = authenticator
+            kw["auth_required"] = True
+            kw["auth_exclude_mechanism"] = [
+                m for m in ("PLAIN", "LOGIN", "CRAM-MD5")
+                if m not in mechanisms]
+
+        class PeerController(Controller):
+            def factory(self):
+                return PeerSMTP(self.handler, **self.SMTP_kwargs)
+
+        if size_limit:
+            kw["data_size_limit"] = size_limit
+        self.controller = PeerController(Handler(), hostname=addr, port=port,
+                                         server_hostname="peer.test", **kw)
+
+    def start(self):
+        self.controller.start()
+        # the controller's own check connection does not count
+        time.sleep(0.1)
+        with self.lock:
+            self.connections = 0
+            self.live.clear()
+            self.max_active = 0
+        return self
+
+    def stop(self):
+        try:
+            self.controller.stop()
+        except Exception:
+            pass
+
+    def wait_messages(self, n=1, timeout=DEFAULT_TIMEOUT):
+        return wait_for(lambda: self.messages if len(self.messages) >= n
+                        else None, timeout,
+                        what="%d message(s) at %s:%d" % (n, self.addr,
+                                                         self.port))
+
+
+class ServfailServer:
+    """A UDP DNS responder on 127.0.0.1 that answers SERVFAIL to every
+    query: an upstream for dnsmasq (--server=/zone/127.0.0.1#port) that
+    makes a zone fail temporarily, at once."""
+
+    def __init__(self):
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                continue
+            if len(data) < 13:
+                continue
+            i = 12
+            while i < len(data) and data[i] != 0:
+                i += data[i] + 1
+            if i + 5 > len(data):
+                continue
+            # QR, RD echoed, RA, RCODE 2; the question only
+            hdr = (data[:2] + bytes([0x80 | (data[2] & 0x01), 0x82]) +
+                   b"\0\1\0\0\0\0\0\0")
+            try:
+                self.sock.sendto(hdr + data[12:i + 5], peer)
+            except OSError:
+                pass
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(2)
+        self.sock.close()

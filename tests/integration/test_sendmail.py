@@ -20,8 +20,6 @@ EX_NOUSER = 67
 EX_NOPERM = 77
 EX_CONFIG = 78
 
-SUBMIT = 'submit socket "{dir}/run/submit.sock"\n'
-
 ALIAS_RULES = """\
 table aliases file:{dir}/aliases
 action "local" mbox "{mail}/%u" alias <aliases>
@@ -48,16 +46,17 @@ def as_user(name):
 
 
 def run_sendmail(d, args, data=b"", user=None, argv0=None, conf=True,
-                 timeout=mtadtest.DEFAULT_TIMEOUT):
+                 env=None, timeout=mtadtest.DEFAULT_TIMEOUT):
     """Runs sendmail for daemon d (-C its config) as user (None: root)."""
     argv = [argv0 or SENDMAIL]
     if conf:
         argv += ["-C", d.conf]
     argv += list(args)
+    environ = {"PATH": "/usr/bin:/bin"}
+    environ.update(env or {})
     return subprocess.run(
         argv, executable=SENDMAIL, input=data, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, timeout=timeout, cwd="/",
-        env={"PATH": "/usr/bin:/bin"},
+        stderr=subprocess.PIPE, timeout=timeout, cwd="/", env=environ,
         preexec_fn=as_user(user) if user else None)
 
 
@@ -67,9 +66,6 @@ def text(r):
 
 
 class Sendmail(MtadTestCase):
-
-    def daemon(self, *args, extra="", **kw):
-        return super().daemon(*args, extra=SUBMIT + extra, **kw)
 
     def wait_subject(self, d, user, subj):
         """The message with that Subject in user's mbox (waits for it)."""
@@ -189,6 +185,24 @@ class Sendmail(MtadTestCase):
         m = self.wait_subject(d, "mtadtest2", subj)
         self.assertEqual(m.msg["From"], "other@%s" % HOSTNAME)
 
+    def test_config_from_environment(self):
+        d = self.daemon(name="sm-env")
+        subj = subject("env")
+        r = run_sendmail(d, ["mtadtest2"], ("Subject: %s\n\nx\n" %
+                                            subj).encode(), user="mtadtest1",
+                         conf=False, env={"MTAD_CONF": d.conf,
+                                          "NAME": "From The Environment"})
+        self.assertEqual(r.returncode, 0, text(r))
+        m = self.wait_subject(d, "mtadtest2", subj)
+        self.assertEqual(m.msg["From"], "From The Environment <mtadtest1@%s>"
+                         % HOSTNAME)
+
+        # an explicit -C that does not exist is an error, not the defaults
+        r = run_sendmail(d, ["-C", d.conf + ".missing", "mtadtest2"], b"x\n",
+                         user="mtadtest1", conf=False)
+        self.assertEqual(r.returncode, EX_CONFIG, text(r))
+        self.assertIn(b"No such file", r.stderr)
+
     def test_lone_dot(self):
         d = self.daemon(name="sm-dot")
         # without -i a line with a lone dot ends the message
@@ -258,6 +272,30 @@ class Sendmail(MtadTestCase):
         self.assertEqual(m.body(), b"via -bs\n.dot\n")
         self.assertIn("local uid %d" % pwd.getpwnam("mtadtest1").pw_uid,
                       m.msg["Received"])
+
+    def test_bs_offline(self):
+        d = self.stopped_daemon(name="sm-bs-offline")
+        subj = subject("bs-offline")
+        dialogue = ("EHLO client\r\n"
+                    "MAIL FROM:<mtadtest1@%s>\r\n"
+                    "RCPT TO:<mtadtest2@%s>\r\n"
+                    "RCPT TO:<not an address>\r\n"
+                    "DATA\r\n"
+                    "Subject: %s\r\n\r\nkept\r\n..dot\r\n.\r\n"
+                    "QUIT\r\n" % (HOSTNAME, HOSTNAME, subj))
+        r = run_sendmail(d, ["-bs"], dialogue.encode(), user="mtadtest1")
+        self.assertEqual(r.returncode, 0, text(r))
+        codes = [int(l[:3]) for l in r.stdout.decode().split("\r\n")
+                 if re.match(r"^\d{3} ", l)]
+        self.assertEqual(codes, [220, 250, 250, 250, 501, 354, 250, 221],
+                         text(r))
+        self.assertEqual(len(self.offline_files(d)), 1)
+        d.start()
+        m = self.wait_subject(d, "mtadtest2", subj)
+        self.assertEqual(m.body(), b"kept\n.dot\n")
+        self.assertEqual(m.msg["From"], "mtadtest1@%s" % HOSTNAME)
+        mtadtest.wait_for(lambda: self.offline_files(d) == [],
+                          what="an empty offline/")
 
     def test_refused_recipient(self):
         d = self.daemon(name="sm-relay")
@@ -344,6 +382,13 @@ class Sendmail(MtadTestCase):
             except BaseException:
                 os._exit(1)
         self.assertEqual(os.waitpid(pid, 0)[1], 0)
+        # unfinished writes: removed after a day, not before
+        for name, age in ((".stale", 2 * 86400), (".fresh", 60)):
+            p = os.path.join(self.offline_dir(d), name)
+            with open(p, "w") as f:
+                f.write("mtad-offline 1\n")
+            t = time.time() - age
+            os.utime(p, (t, t))
         mark = d.log_mark()
         d.start()
         corrupt = os.path.join(d.queue, "corrupt", "offline.handmade")
@@ -351,6 +396,9 @@ class Sendmail(MtadTestCase):
                    r"announced" % re.escape(corrupt), since=mark)
         self.assertTrue(os.path.exists(corrupt))
         self.assertEqual(self.offline_files(d), [])
+        self.assertEqual(sorted(os.listdir(self.offline_dir(d))), [".fresh"])
+        d.wait_log(r"offline: removed \.stale, left unfinished by uid 0",
+                   since=mark)
         self.no_subject(d, "mtadtest2", "forged size", wait=0.5)
 
     # -- the control socket ------------------------------------------------

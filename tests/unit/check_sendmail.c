@@ -17,6 +17,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "dropfile.h"
 #include "rfc5322.h"
 #include "sendmail.h"
@@ -550,6 +551,28 @@ START_TEST(test_msg_lone_dot)
 }
 END_TEST
 
+START_TEST(test_msg_smtp_data)
+{
+	struct msg_opts	 o = opts_default();
+	struct result	 res;
+
+	/* as in SMTP DATA: stuffed dots removed, the dot seen or not */
+	o.unstuff = 1;
+	res = run_str("Subject: u\r\n\r\n..one\r\n.two\r\n...\r\n.\r\n"
+	    "QUIT\r\n", &o);
+	ck_assert_int_eq(res.r, 0);
+	ck_assert(res.info.dot_seen);
+	ck_assert_ptr_nonnull(strstr(res.out, "\n\n.one\ntwo\n..\n"));
+	ck_assert_ptr_null(strstr(res.out, "QUIT"));
+	result_free(&res);
+
+	res = run_str("Subject: u\r\n\r\ncut short\r\n", &o);
+	ck_assert_int_eq(res.r, 0);
+	ck_assert(!res.info.dot_seen);
+	result_free(&res);
+}
+END_TEST
+
 START_TEST(test_msg_no_header_section)
 {
 	struct msg_opts	 o = opts_default();
@@ -884,6 +907,45 @@ START_TEST(test_drop_long_line)
 }
 END_TEST
 
+/* ---- the configuration as sendmail reads it ------------------------------ */
+
+START_TEST(test_config_skip_table_files)
+{
+	const char	*text = "hostname \"mx.example\"\n"
+	    "submit socket \"/tmp/x/submit.sock\"\n"
+	    "queue path \"/tmp/x/spool\"\n"
+	    "table aliases file:/nonexistent/check_sendmail/aliases\n"
+	    "action \"local\" mbox alias <aliases>\n"
+	    "match from local for local action \"local\"\n";
+	struct config_errors	 errs = { NULL, 0 };
+	struct config		*conf;
+	struct table		*t;
+
+	/* a missing table file is an error for mtad... */
+	ck_assert_ptr_null(config_parse("t.conf", text, &errs));
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_ptr_nonnull(strstr(errs.lines[0], "No such file"));
+	config_errors_clear(&errs);
+	ck_assert_ptr_null(config_parse_flags("t.conf", text, NULL, 0));
+
+	/* ...and not even opened for sendmail */
+	conf = config_parse_flags("t.conf", text, &errs,
+	    CONFIG_SKIP_TABLE_FILES);
+	ck_assert_ptr_nonnull(conf);
+	ck_assert_uint_eq(errs.n, 0);
+	ck_assert_str_eq(conf->hostname, "mx.example");
+	ck_assert_str_eq(conf->submit_path, "/tmp/x/submit.sock");
+	ck_assert_str_eq(conf->queue_path, "/tmp/x/spool");
+	ck_assert_ptr_nonnull(t = config_table(conf, "aliases"));
+	ck_assert_uint_eq(t->n, 0);
+	config_free(conf);
+
+	/* other errors still count */
+	ck_assert_ptr_null(config_parse_flags("t.conf", "bogus statement\n",
+	    NULL, CONFIG_SKIP_TABLE_FILES));
+}
+END_TEST
+
 static Suite *
 sendmail_suite(void)
 {
@@ -904,6 +966,7 @@ sendmail_suite(void)
 	tcase_add_test(tc, test_field_name);
 	tcase_add_test(tc, test_phrase);
 	tcase_add_test(tc, test_phrase_long_utf8);
+	tcase_add_test(tc, test_config_skip_table_files);
 	suite_add_tcase(s, tc);
 
 	tcase_add_test(tm, test_msg_adds_headers);
@@ -916,6 +979,7 @@ sendmail_suite(void)
 	tcase_add_test(tm, test_msg_too_many_rcpts);
 	tcase_add_test(tm, test_msg_line_ends);
 	tcase_add_test(tm, test_msg_lone_dot);
+	tcase_add_test(tm, test_msg_smtp_data);
 	tcase_add_test(tm, test_msg_no_header_section);
 	tcase_add_test(tm, test_msg_mbox_from_line);
 	tcase_add_test(tm, test_msg_long_lines);
