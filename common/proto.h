@@ -63,8 +63,9 @@ enum imsg_type {
 	IMSG_QUEUE_ABORT,	/* str msgid */
 
 	/* queue <-> deliver-worker; peerid = batch id */
-	IMSG_DELIVER_BATCH,	/* str msgid, str sender, u32 n, n x (u32 index, dlv);
-				   fd: the message, O_RDONLY */
+	IMSG_DELIVER_BATCH,	/* str msgid, str sender, u32 n, n x (u32 index, dlv),
+				   optionally str envid, u32 ret (DSN_RET_*) for
+				   relaying; fd: the message, O_RDONLY */
 	IMSG_DELIVER_RESULT,	/* u32 index, u32 status (enum dlv_status), str text */
 	IMSG_DELIVER_DONE,	/* empty: every recipient of the batch reported */
 

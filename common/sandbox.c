@@ -77,15 +77,13 @@ static const int queue_calls[] = {
 
 /*
  * The remote SMTP client and its resolver (libunbound, in the event loop):
- * TCP and UDP sockets, bound to a source address or a random port, and
- * what a non-blocking connect needs.  socket() itself is limited to IPv4
- * and IPv6 below.
+ * TCP and UDP sockets, bound to a source address or a random port, socket
+ * options, and SO_ERROR after a non-blocking connect.  socket() itself is
+ * limited to IPv4 and IPv6 below.
  */
 static const int deliver_calls[] = {
 	SCMP_SYS(pread64), SCMP_SYS(connect), SCMP_SYS(bind),
-	SCMP_SYS(getsockopt), SCMP_SYS(setsockopt), SCMP_SYS(getsockname),
-	SCMP_SYS(getpeername), SCMP_SYS(shutdown), SCMP_SYS(sendmmsg),
-	SCMP_SYS(recvmmsg),
+	SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),
 };
 
 static void

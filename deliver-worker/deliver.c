@@ -348,8 +348,10 @@ queue_closed(struct channel *chan, int malformed)
 			if (rq->batch == b)
 				rq->batch = NULL;
 		TAILQ_FOREACH(rj, &rjobs, entry)
-			if (rj->batch == b)
+			if (rj->batch == b) {
 				rj->batch = NULL;
+				mta_cancel(rj);
+			}
 		batch_free(b);
 	}
 	if (queue_chan == chan)

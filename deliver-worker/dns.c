@@ -235,7 +235,7 @@ struct rr {
 static int
 walk_answers(const unsigned char *msg, size_t len, int type,
     int (*fn)(const unsigned char *, size_t, const struct rr *, void *,
-    size_t), void *out, size_t max)
+    size_t, size_t), void *out, size_t max)
 {
 	const unsigned char	*p = msg, *eom = msg + len;
 	char			 name[NS_MAXDNAME];
@@ -267,38 +267,52 @@ walk_answers(const unsigned char *msg, size_t len, int type,
 			return -1;
 		rr.rdata = p;
 		p += rr.rdlen;
-		if (rr.type != type || class != C_IN_ || (size_t)found >= max)
+		if (rr.type != type || class != C_IN_)
 			continue;
-		if ((n = fn(msg, len, &rr, out, (size_t)found)) < 0)
+		/* Past max, only MX looks further: for better preferences. */
+		if ((size_t)found >= max && type != T_MX_)
+			continue;
+		if ((n = fn(msg, len, &rr, out, (size_t)found, max)) < 0)
 			return -1;
 		found += n;
 	}
 	return found;
 }
 
+/* The n-th MX, or when max are kept, in place of a less preferred one. */
 static int
 take_mx(const unsigned char *msg, size_t len, const struct rr *rr, void *out,
-    size_t i)
+    size_t i, size_t max)
 {
 	struct dns_mx	*mx = out;
 	char		 name[NS_MAXDNAME];
-	int		 n;
+	size_t		 j, worst;
+	int		 n, added = 1;
 
 	if (rr->rdlen < 3)
 		return -1;
 	n = dn_expand(msg, msg + len, rr->rdata + 2, name, sizeof(name));
 	if (n < 0 || (size_t)n + 2 != rr->rdlen)
 		return -1;
-	if (strlen(name) >= sizeof(mx[i].host))
+	if (strlen(name) >= sizeof(mx[0].host))
 		return 0;	/* cannot be a usable host name: skipped */
+	if (i >= max) {
+		for (worst = 0, j = 1; j < max; j++)
+			if (mx[j].pref > mx[worst].pref)
+				worst = j;
+		if (max == 0 || get16(rr->rdata) >= mx[worst].pref)
+			return 0;
+		i = worst;
+		added = 0;
+	}
 	mx[i].pref = get16(rr->rdata);
 	(void)strlcpy(mx[i].host, name, sizeof(mx[i].host));
-	return 1;
+	return added;
 }
 
 static int
 take_a(const unsigned char *msg, size_t len, const struct rr *rr, void *out,
-    size_t i)
+    size_t i, size_t max)
 {
 	struct sockaddr_storage	*ss = out;
 	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss[i];
@@ -313,7 +327,7 @@ take_a(const unsigned char *msg, size_t len, const struct rr *rr, void *out,
 
 static int
 take_aaaa(const unsigned char *msg, size_t len, const struct rr *rr,
-    void *out, size_t i)
+    void *out, size_t i, size_t max)
 {
 	struct sockaddr_storage	*ss = out;
 	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss[i];

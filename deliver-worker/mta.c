@@ -41,12 +41,14 @@ static struct config		*conf;
 static TAILQ_HEAD(, mta_relay)	 relays = TAILQ_HEAD_INITIALIZER(relays);
 static TAILQ_HEAD(, mta_dest)	 dests = TAILQ_HEAD_INITIALIZER(dests);
 static TAILQ_HEAD(, mta_job)	 failing = TAILQ_HEAD_INITIALIZER(failing);
+static TAILQ_HEAD(, mta_job)	 all_jobs = TAILQ_HEAD_INITIALIZER(all_jobs);
 static struct event		*pump_ev;	/* runs dest_pump_all */
 static struct event		*gc_ev;
 static int			 njobs;
 static int			 shutting_down;
 
 static void	dest_resolve(struct mta_dest *);
+static void	dest_fail_jobs(struct mta_dest *);
 static void	job_finish(struct mta_job *);
 static void	schedule_pump(void);
 
@@ -316,6 +318,7 @@ mta_submit(const char *action, const char *msgid, const char *sender,
 		job->rcpts[i].status = DLV_TEMPFAIL;
 	}
 	njobs++;
+	TAILQ_INSERT_TAIL(&all_jobs, job, all);
 	stat_increment("deliver.relay.job", 1);
 	at = strrchr(dlv[0].rcpt, '@');
 	if ((r = relay_find(action)) == NULL) {
@@ -344,6 +347,17 @@ mta_submit(const char *action, const char *msgid, const char *sender,
 	}
 	schedule_pump();
 	return 0;
+}
+
+void
+mta_cancel(void *arg)
+{
+	struct mta_job	*job;
+
+	TAILQ_FOREACH(job, &all_jobs, all)
+		if (job->arg == arg)
+			job->cancelled = 1;
+	schedule_pump();
 }
 
 int
@@ -411,6 +425,7 @@ job_finish(struct mta_job *job)
 	job_fail_pending(job);
 	if (job->fd != -1)
 		close(job->fd);
+	TAILQ_REMOVE(&all_jobs, job, all);
 	njobs--;
 	job->done(job->arg);
 	free(job->rcpts);
@@ -508,6 +523,8 @@ route_fail(struct mta_dest *d, int status, const char *fmt, ...)
 	/* A temporary failure is asked again by the next job. */
 	d->expires = status == DLV_TEMPFAIL ? 0 : time(NULL) + MTA_ROUTE_TTL;
 	log_info("route to %s: %s", d->domain, d->route_error);
+	/* The jobs that waited for this answer get it now. */
+	dest_fail_jobs(d);
 	schedule_pump();
 }
 
@@ -811,7 +828,21 @@ dest_pump(struct mta_dest *d)
 
 	if (TAILQ_EMPTY(&d->jobs) || d->state == DEST_RESOLVING)
 		return;
-	if (d->state == DEST_NEW || d->expires <= time(NULL)) {
+	/* Jobs nobody waits for any more do not wait for DNS either. */
+	TAILQ_FOREACH(job, &d->jobs, entry)
+		if (job->cancelled) {
+			TAILQ_REMOVE(&d->jobs, job, entry);
+			job_finish(job);
+			schedule_pump();
+			return;
+		}
+	/*
+	 * A route is renewed when it is old and no connection uses it (the
+	 * sessions hold indexes into it): a busy destination keeps its route
+	 * until its traffic pauses.
+	 */
+	if (d->state == DEST_NEW ||
+	    (d->expires <= time(NULL) && d->nsessions == 0)) {
 		dest_resolve(d);
 		return;
 	}
@@ -821,7 +852,7 @@ dest_pump(struct mta_dest *d)
 	}
 	for (job = TAILQ_FIRST(&d->jobs); job != NULL; job = next) {
 		next = TAILQ_NEXT(job, entry);
-		if (job->min_host >= d->nhosts) {
+		if (job->min_host >= d->nhosts || job->cancelled) {
 			TAILQ_REMOVE(&d->jobs, job, entry);
 			job_finish(job);
 			continue;

@@ -56,6 +56,8 @@ typedef void (*mta_done_fn)(void *arg);
 
 struct mta_job {
 	TAILQ_ENTRY(mta_job)	 entry;
+	TAILQ_ENTRY(mta_job)	 all;		/* every job of the worker */
+	int			 cancelled;	/* its results have nowhere to go */
 	struct mta_dest		*dest;
 	char			 msgid[MSGID_SIZE];
 	char			 sender[ADDR_MAX];
@@ -119,6 +121,12 @@ int	 mta_submit(const char *action, const char *msgid, const char *sender,
 	    const char *envid, uint32_t ret, int fd, const struct dlv *,
 	    const uint32_t *index, size_t n, mta_result_fn, mta_done_fn,
 	    void *arg);
+/*
+ * The queue that asked for the job is gone: it will ask again.  The job
+ * stops before its next transaction (one whose content is being sent ends
+ * normally); its results still come, and are dropped by the caller.
+ */
+void	 mta_cancel(void *arg);
 /* Jobs not finished: the worker exits only when there are none. */
 int	 mta_busy(void);
 /* Shutdown: idle connections are closed, jobs run to their end. */

@@ -800,6 +800,9 @@ after_ehlo(struct mta_session *s)
 	int			 must = o->tls == RELAY_TLS_REQUIRED ||
 				    o->tls == RELAY_TLS_VERIFY;
 
+	/* Opportunistic TLS without a usable context: plain text. */
+	if (o->tls == RELAY_TLS_MAY && relay_of(s)->ssl_ctx == NULL)
+		s->no_tls = 1;
 	if (!s->tls && o->tls != RELAY_TLS_NO && !s->no_tls &&
 	    s->caps.starttls) {
 		send_line(s, "STARTTLS");
@@ -1131,7 +1134,7 @@ tx_begin(struct mta_session *s)
 	s->dot_state = MTA_DOT_INIT;
 	for (i = 0; i < job->nrcpts; i++)
 		job->rcpts[i].accepted = 0;
-	if (tx_precheck(s, &utf8) == 0) {
+	if (job->cancelled || tx_precheck(s, &utf8) == 0) {
 		tx_end(s);
 		return;
 	}

@@ -151,20 +151,41 @@ status_of(const char *err, enum dsn_kind kind, char *buf, size_t len)
 	    "2.0.0";
 }
 
+/* The remote host named in a relay error ("host NAME [addr] said:"). */
+static int
+remote_mta_of(const char *err, char *buf, size_t len)
+{
+	const char	*p = strstr(err, " host "), *end;
+	size_t		 n;
+
+	if (p == NULL || strstr(p, " said: ") == NULL)
+		return 0;
+	p += 6;
+	if ((end = strchr(p, ' ')) == NULL || (n = (size_t)(end - p)) == 0 ||
+	    n >= len)
+		return 0;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return 1;
+}
+
 /* Writes the DSN into a new incoming file. */
 static int
 bounce_write(struct bounce *b, struct qmsg *m)
 {
 	struct dsn_info	 info;
-	struct dsn_rcpt	*r;
+	struct dsn_rcpt	*r = NULL;
 	struct stat	 st;
-	char		(*status)[16];
+	char		(*status)[16] = NULL;
+	char		(*remote)[256] = NULL;
 	size_t		 i;
 	int		 fd, msgfd, ret = -1;
 
 	if ((r = calloc(b->n, sizeof(*r))) == NULL ||
-	    (status = calloc(b->n, sizeof(*status))) == NULL) {
+	    (status = calloc(b->n, sizeof(*status))) == NULL ||
+	    (remote = calloc(b->n, sizeof(*remote))) == NULL) {
 		free(r);
+		free(status);
 		return -1;
 	}
 	for (i = 0; i < b->n; i++) {
@@ -178,6 +199,11 @@ bounce_write(struct bounce *b, struct qmsg *m)
 		r[i].diagnostic = q->last_error[0] ? q->last_error : NULL;
 		r[i].diag_type = "x-unix";
 		r[i].remote_mta = NULL;
+		/* A remote reply: "x.y.z host NAME [addr] said: ..." */
+		if (remote_mta_of(q->last_error, remote[i], sizeof(remote[i]))) {
+			r[i].remote_mta = remote[i];
+			r[i].diag_type = "smtp";
+		}
 		r[i].last_attempt = q->last_try;
 		r[i].will_retry_until = m->created + conf->queue_lifetime;
 	}
@@ -211,6 +237,7 @@ done:
 		queue_backend->message_abort(b->msgid);
 		b->msgid[0] = '\0';
 	}
+	free(remote);
 	free(status);
 	free(r);
 	return ret;

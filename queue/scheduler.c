@@ -27,7 +27,7 @@
 #define BATCHES_PER_WORKER	64
 #define LOST_RETRY_SECS		5
 /* room left in a DELIVER_BATCH frame for its recipients */
-#define BATCH_PAYLOAD_MAX	(IMSG_MAX_PAYLOAD - 2 * ADDR_MAX - 64)
+#define BATCH_PAYLOAD_MAX	(IMSG_MAX_PAYLOAD - 2 * ADDR_MAX - 101 - 72)
 
 /*
  * A destination: where a delivery goes, for concurrency limits and for
@@ -272,6 +272,8 @@ dispatch_batch(struct qmsg *m, time_t now)
 	m_add_str(&mb, m->sender);
 	m_add_u32(&mb, n);
 	m_add_data(&mb, rcpts.data, rcpts.len);
+	m_add_str(&mb, m->envid);	/* DSN parameters passed on by relays */
+	m_add_u32(&mb, m->ret);
 	channel_send_m(workers[w], IMSG_DELIVER_BATCH, b->id, fd, &mb);
 	m_free(&mb);
 	m_free(&rcpts);

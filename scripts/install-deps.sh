@@ -7,3 +7,15 @@ apt-get install -y -qq --no-install-recommends \
 	build-essential autoconf automake libtool pkg-config bison \
 	libevent-dev libssl-dev libbsd-dev libseccomp-dev libcrypt-dev check \
 	python3 swaks procps passwd ca-certificates >/dev/null
+
+# Remote delivery: libunbound; its tests run a DNS server (dnsmasq), SMTP
+# peers (Postfix's smtp-sink, python3-aiosmtpd) and make a CA (openssl).
+# Those packages start services of their own: stopped and disabled, so that
+# nothing but the tests listens (Postfix would take port 25).
+apt-get install -y -qq --no-install-recommends \
+	libunbound-dev dnsmasq python3-aiosmtpd postfix openssl >/dev/null
+for svc in postfix dnsmasq; do
+	systemctl disable --now "$svc" >/dev/null 2>&1 || true
+	service "$svc" stop >/dev/null 2>&1 || true
+done
+postfix stop >/dev/null 2>&1 || true

@@ -956,9 +956,9 @@ class DnsServer:
     """
 
     def __init__(self, mx=(), hosts=(), extra=()):
-        self.port = free_udp_tcp_port()
+        self.port = None
         self.args = [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null",
-                     "--port=%d" % self.port, "--listen-address=127.0.0.1",
+                     "--listen-address=127.0.0.1",
                      "--bind-interfaces", "--no-resolv", "--no-hosts",
                      "--no-poll", "--local-ttl=0", "--pid-file=",
                      "--user=root", "--local=/test/", "--log-facility=-"]
@@ -973,8 +973,21 @@ class DnsServer:
     def resolver(self):
         return "127.0.0.1@%d" % self.port
 
-    def start(self):
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+    def start(self, tries=5):
+        """Starts on a free port; another one if that was taken meanwhile
+        (other test runs may share the machine)."""
+        for i in range(tries):
+            try:
+                return self._start_once()
+            except AssertionError as e:
+                if "in use" not in str(e) or i == tries - 1:
+                    raise
+        return self
+
+    def _start_once(self):
+        self.port = free_udp_tcp_port()
+        self.proc = subprocess.Popen(self.args + ["--port=%d" % self.port],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
 
@@ -1090,7 +1103,9 @@ class TestCA:
 
 class PeerMessage:
     def __init__(self, mail_from, rcpts, data, mail_options, rcpt_options,
-                 auth_login, tls):
+                 auth_login, tls, client=None, helo=None):
+        self.client = client                # the client's address
+        self.helo = helo
         self.mail_from = mail_from
         self.rcpts = rcpts
         self.data = data
@@ -1113,11 +1128,14 @@ class ScriptedPeer:
     add:          capabilities added ("PIPELINING", "DSN").
     size_limit:   the SIZE announced (0: none).
     delay:        seconds to wait before answering the end of DATA.
+    implicit_tls: (certfile, keyfile): TLS from the first byte (smtps).
+    ehlo_reply:   a reply to EHLO instead of the capabilities ("502 ...").
     """
 
     def __init__(self, addr, port, rcpt_replies=None, data_reply=None,
                  greeting=None, tls=None, auth=None, mechanisms=None,
-                 drop=(), add=(), size_limit=0, delay=0.0):
+                 drop=(), add=(), size_limit=0, delay=0.0,
+                 implicit_tls=None, ehlo_reply=None):
         import asyncio
         import ssl
         import threading
@@ -1141,6 +1159,8 @@ class ScriptedPeer:
                                   responses):
                 session.host_name = hostname
                 peer.ehlos.append(hostname)
+                if ehlo_reply:
+                    return [ehlo_reply]
                 out = []
                 for r in responses:
                     word = r[4:].split(" ")[0].upper()
@@ -1178,7 +1198,9 @@ class ScriptedPeer:
                         envelope.mail_from, list(envelope.rcpt_tos),
                         envelope.content, list(envelope.mail_options),
                         list(envelope.rcpt_options), session.auth_data,
-                        session.ssl is not None))
+                        session.ssl is not None or bool(implicit_tls),
+                        session.peer[0] if session.peer else None,
+                        session.host_name))
                 return "250 2.0.0 OK queued"
 
             async def auth_CRAM__MD5(self, server, args):
@@ -1253,6 +1275,10 @@ class ScriptedPeer:
 
         if size_limit:
             kw["data_size_limit"] = size_limit
+        if implicit_tls:
+            ictx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ictx.load_cert_chain(implicit_tls[0], implicit_tls[1])
+            kw["ssl_context"] = ictx
         self.controller = PeerController(Handler(), hostname=addr, port=port,
                                          server_hostname="peer.test", **kw)
 

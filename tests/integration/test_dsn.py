@@ -1,10 +1,9 @@
-"""10. Delivery status notifications (RFC 3461/3464): the SMTP parameters,
+"""Delivery status notifications (RFC 3461/3464): the SMTP parameters,
 failure, success and delay reports, expiry, and where a notification goes
 when its own recipient fails."""
 
 import os
 import re
-import signal
 import time
 
 import mtadtest

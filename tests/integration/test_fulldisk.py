@@ -1,4 +1,4 @@
-"""12. A full spool: 452 4.3.1, nothing left behind, `queue min-free`."""
+"""A full spool: 452 4.3.1, nothing left behind, `queue min-free`."""
 
 import os
 import subprocess

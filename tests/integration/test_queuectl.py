@@ -1,4 +1,4 @@
-"""11. Queue control with mtactl: show queue filters, show message, status,
+"""Queue control with mtactl: show queue filters, show message, status,
 flush/schedule, hold/release, remove, pause/resume, reload, log; the queue
 directives of mtad.conf; the retry backoff."""
 

@@ -18,10 +18,13 @@ import warnings
 import mtadtest
 from mtadtest import (DSN, DnsServer, MtadTestCase, ScriptedPeer,
                       ServfailServer, SmtpSink, TestCA, dsns_about,
-                      loopback_addr, make_message, new_msgid, smtp_send,
-                      smtp_send_dsn)
+                      free_port, loopback_addr, make_message, new_msgid,
+                      smtp_send, smtp_send_dsn)
 
-SENDER = "mtadtest1@" + mtadtest.HOSTNAME
+# The sender, who receives the bounces: an account of this file's own, so
+# that nothing else that shares the machine's test accounts disturbs it.
+SENDER_USER = "mtadrelay"
+SENDER = SENDER_USER + "@" + mtadtest.HOSTNAME
 
 # aiosmtpd's own chatter (refused handshakes...) is not a test result.
 logging.getLogger("mail.log").setLevel(logging.CRITICAL)
@@ -40,6 +43,16 @@ except ImportError:
                      "needs dnsmasq, smtp-sink (postfix), openssl and "
                      "python3-aiosmtpd (scripts/install-deps.sh)")
 class RelayCase(MtadTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        mtadtest.create_user(SENDER_USER)
+
+    @classmethod
+    def tearDownClass(cls):
+        mtadtest.delete_user(SENDER_USER)
+        super().tearDownClass()
 
     def setUp(self):
         # Held on 127.0.0.1 so that the daemon's own port cannot be it.
@@ -76,7 +89,18 @@ class RelayCase(MtadTestCase):
                  'match from local for any action "out"\n')
         head = ("resolver %s\nrelay port %d\nrelay timeout connect 5s\n"
                 % (dns.resolver, self.relay_port)) + extra
-        return self.daemon(rules=rules, extra=head)
+        d = self.daemon(rules=rules, extra=head, start=False)
+        # The port was free when chosen; on a busy machine it may not be
+        # any more when mtad binds it: another one then.
+        for i in range(5):
+            try:
+                return d.start()
+            except AssertionError as e:
+                if "Address already in use" not in str(e) or i == 4:
+                    raise
+                d.port = free_port()
+                d.write_config()
+        return d
 
     def send(self, d, rcpts, subject="relay", body="Hello.\r\n",
              sender=SENDER, params=None):
@@ -96,7 +120,7 @@ class RelayCase(MtadTestCase):
         return d.wait_log(rx, since=since, count=count, timeout=timeout)
 
     def bounce_for(self, d, mid, timeout=mtadtest.DEFAULT_TIMEOUT):
-        msgs = d.wait_mbox("mtadtest1",
+        msgs = d.wait_mbox(SENDER_USER,
                            lambda m: dsns_about(m, mid), timeout=timeout,
                            what="a bounce for %s" % mid)
         return DSN(dsns_about(msgs, mid)[0])
@@ -173,6 +197,18 @@ class TestMX(RelayCase):
         self.assertIn(b"erin@nomx.test", sink.messages()[0])
         d.wait_queue_empty()
 
+    def test_address_literal(self):
+        addr = loopback_addr()
+        dns = self.dns()
+        peer = self.peer(addr)
+        d = self.relay_daemon(dns)
+        self.send(d, ["lit@[%s]" % addr])
+        msgs = peer.wait_messages(1)
+        self.assertEqual(msgs[0].rcpts, ["lit@[%s]" % addr])
+        self.wait_status(d, "lit@[%s]" % addr, "sent",
+                         relay=r"\[%s\] \[%s\]:\d+" % (re.escape(addr),
+                                                       re.escape(addr)))
+
     def test_ipv6_mx(self):
         try:
             p = ScriptedPeer("::1", self.relay_port)
@@ -218,7 +254,7 @@ class TestMX(RelayCase):
             what="a deferred entry")
         self.assertTrue(rows[0]["last_error"].startswith("4.4.3"),
                         rows[0]["last_error"])
-        self.assertEqual(dsns_about(d.mbox("mtadtest1"), qid), [])
+        self.assertEqual(dsns_about(d.mbox(SENDER_USER), qid), [])
 
     def test_mx_pointing_at_us_loops(self):
         # mx.test is the daemon's own hostname
@@ -345,6 +381,62 @@ class TestConnections(RelayCase):
         peer.wait_messages(6, timeout=20)
         self.assertLessEqual(peer.max_active, 2)
         self.assertGreaterEqual(peer.max_active, 1)
+
+
+class TestSession(RelayCase):
+
+    def test_helo_fallback_and_helo_name(self):
+        addr = loopback_addr()
+        dns = self.dns(mx=[("old.test", "mx.old.test", 10)],
+                       hosts=[("mx.old.test", addr)])
+        peer = self.peer(addr, ehlo_reply="502 5.5.1 EHLO not implemented")
+        d = self.relay_daemon(dns, action="relay helo out.example.test")
+        self.send(d, ["w@old.test"])
+        msgs = peer.wait_messages(1)
+        self.assertEqual(peer.ehlos, ["out.example.test"])
+        self.assertEqual(msgs[0].helo, "out.example.test")
+        # no ESMTP: no parameters
+        self.assertEqual(msgs[0].mail_options, [])
+
+    def test_source_address(self):
+        addr, src = loopback_addr(), loopback_addr()
+        dns = self.dns(mx=[("src.test", "mx.src.test", 10)],
+                       hosts=[("mx.src.test", addr)])
+        peer = self.peer(addr)
+        d = self.relay_daemon(dns, action="relay src %s" % src)
+        self.send(d, ["x@src.test"])
+        self.assertEqual(peer.wait_messages(1)[0].client, src)
+
+    def test_greeting_timeout_defers(self):
+        addr = loopback_addr()
+        dns = self.dns(mx=[("slow.test", "mx.slow.test", 10)],
+                       hosts=[("mx.slow.test", addr)])
+        # listens, never speaks
+        mute = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        mute.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        mute.bind((addr, self.relay_port))
+        mute.listen(16)
+        self.addCleanup(mute.close)
+        d = self.relay_daemon(dns, extra="relay timeout greeting 1s\n")
+        self.send(d, ["y@slow.test"])
+        text = self.wait_status(d, "y@slow.test", "deferred")[0]
+        self.assertTrue(text.startswith("4.4.2 timeout with host "
+                                        "mx.slow.test"), text)
+        self.assertIn("waiting for the greeting", text)
+
+    def test_smtps_relay_host(self):
+        ca = TestCA(self.tmp)
+        addr = loopback_addr()
+        dns = self.dns(hosts=[("smtps.relay.test", addr)])
+        peer = self.peer(addr, implicit_tls=ca.server_cert(
+            "smtps.relay.test"))
+        d = self.relay_daemon(dns, action='relay host "smtps://'
+                              'smtps.relay.test:%d" tls verify ca "%s"'
+                              % (self.relay_port, ca.ca_pem))
+        self.send(d, ["z@far.test"])
+        self.assertTrue(peer.wait_messages(1)[0].tls)
+        self.wait_status(d, "z@far.test", "sent",
+                         relay=r"smtps\.relay\.test \[[0-9.]+\]:\d+")
 
 
 class TestSmarthost(RelayCase):

@@ -495,7 +495,7 @@ static const struct bad_case bad_cases[] = {
 	    "bad next_try" },
 	{ 15, "rcpt 0 pending 0 0 z 1 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad last_try" },
-	{ 15, "rcpt 0 pending 0 0 0 3 local bob /m bob@x bob@x " NO_DSN, 15,
+	{ 15, "rcpt 0 pending 0 0 0 99 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad delivery kind" },
 	{ 15, "rcpt 0 pending 0 0 0 0 local bob /m bob@x bob@x " NO_DSN, 15,
 	    "bad delivery kind" },

@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "dns.h"
 #include "mta.h"
 #include "mta_session.h"
 #include "relay.h"
+#include "ruleset.h"
 
 /* ---- replies ----------------------------------------------------------- */
 
@@ -322,9 +324,12 @@ END_TEST
 
 /* ---- DNS answers ------------------------------------------------------------- */
 
-/* A response for example.org MX: two MX (one name compressed), one A. */
+/*
+ * A response for example.org MX: three MX (names compressed or not, the
+ * best last), one A.
+ */
 static const unsigned char mx_answer[] = {
-	0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00,
+	0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,
 	/* question: example.org MX IN (offset 12) */
 	7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'o', 'r', 'g', 0,
 	0x00, 0x0f, 0x00, 0x01,
@@ -334,6 +339,9 @@ static const unsigned char mx_answer[] = {
 	/* MX 20 other.net */
 	0xc0, 0x0c, 0x00, 0x0f, 0x00, 0x01, 0, 0, 0x0e, 0x10, 0x00, 0x0d,
 	0x00, 0x14, 5, 'o', 't', 'h', 'e', 'r', 3, 'n', 'e', 't', 0,
+	/* MX 5 best.example.org */
+	0xc0, 0x0c, 0x00, 0x0f, 0x00, 0x01, 0, 0, 0x0e, 0x10, 0x00, 0x09,
+	0x00, 0x05, 4, 'b', 'e', 's', 't', 0xc0, 0x0c,
 	/* A 192.0.2.1 (another type: skipped for MX) */
 	0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0, 0, 0x0e, 0x10, 0x00, 0x04,
 	192, 0, 2, 1,
@@ -343,13 +351,19 @@ START_TEST(test_dns_parse_mx)
 {
 	struct dns_mx	mx[4];
 
-	ck_assert_int_eq(dns_parse_mx(mx_answer, sizeof(mx_answer), mx, 4), 2);
+	ck_assert_int_eq(dns_parse_mx(mx_answer, sizeof(mx_answer), mx, 4), 3);
 	ck_assert_str_eq(mx[0].host, "mx1.example.org");
 	ck_assert_int_eq(mx[0].pref, 10);
 	ck_assert_str_eq(mx[1].host, "other.net");
 	ck_assert_int_eq(mx[1].pref, 20);
-	/* Bounded by max. */
+	ck_assert_str_eq(mx[2].host, "best.example.org");
+	ck_assert_int_eq(mx[2].pref, 5);
+	/* Bounded by max, keeping the preferred ones. */
+	ck_assert_int_eq(dns_parse_mx(mx_answer, sizeof(mx_answer), mx, 2), 2);
+	ck_assert_str_eq(mx[0].host, "mx1.example.org");
+	ck_assert_str_eq(mx[1].host, "best.example.org");
 	ck_assert_int_eq(dns_parse_mx(mx_answer, sizeof(mx_answer), mx, 1), 1);
+	ck_assert_str_eq(mx[0].host, "best.example.org");
 }
 END_TEST
 
@@ -487,6 +501,165 @@ START_TEST(test_resolver_parse)
 }
 END_TEST
 
+/* ---- configuration and rules ------------------------------------------------ */
+
+static struct config *
+parse(const char *text, struct config_errors *e)
+{
+	return config_parse("test.conf", text, e);
+}
+
+static int
+has_error(const struct config_errors *e, const char *what)
+{
+	size_t	i;
+
+	for (i = 0; i < e->n; i++)
+		if (strstr(e->lines[i], what) != NULL)
+			return 1;
+	return 0;
+}
+
+START_TEST(test_config_relay)
+{
+	struct config_errors	 e = { NULL, 0 };
+	struct config		*c;
+	struct action		*a;
+
+	c = parse("hostname mx.example.org\n"
+	    "resolver 127.0.0.1@5353\n"
+	    "resolver ::1\n"
+	    "relay timeout data-end 2m\n"
+	    "relay port 2525\n"
+	    "relay connections 3\n"
+	    "table secrets { smtp.example.net = \"u:p w\" }\n"
+	    "action out relay helo out.example.org src 192.0.2.1 "
+	    "src 2001:db8::1 tls verify\n"
+	    "action smart relay host smtps://Smtp.Example.Net auth <secrets>\n"
+	    "action bk relay backup mx mx2.example.org\n"
+	    "match from local for any action out\n", &e);
+	ck_assert_msg(c != NULL, "%s", e.n ? e.lines[0] : "?");
+	ck_assert_int_eq(c->nresolvers, 2);
+	ck_assert_str_eq(c->resolvers[0], "127.0.0.1@5353");
+	ck_assert_str_eq(c->resolvers[1], "::1@53");
+	ck_assert_int_eq(c->relay_timeout[RELAY_TO_DATA_END], 120);
+	ck_assert_int_eq(c->relay_timeout[RELAY_TO_GREETING], 300);
+	ck_assert_int_eq(c->relay_port, 2525);
+	ck_assert_int_eq(c->relay_connections, 3);
+	ck_assert_ptr_nonnull(a = config_action(c, "out"));
+	ck_assert_int_eq(a->type, ACTION_RELAY);
+	ck_assert_str_eq(a->relay.helo, "out.example.org");
+	ck_assert(a->relay.has_src4 && a->relay.has_src6);
+	ck_assert_int_eq(a->relay.tls, RELAY_TLS_VERIFY);
+	ck_assert_str_eq(a->relay.ca_file, RELAY_CA_DEFAULT);
+	ck_assert_ptr_nonnull(a = config_action(c, "smart"));
+	ck_assert_str_eq(a->relay.host, "smtp.example.net");
+	ck_assert_int_eq(a->relay.port, 465);
+	ck_assert_int_eq(a->relay.proto, RELAY_PROTO_SMTPS);
+	/* TLS on connect: at least "required". */
+	ck_assert_int_eq(a->relay.tls, RELAY_TLS_REQUIRED);
+	ck_assert_ptr_nonnull(a->relay.auth);
+	ck_assert_ptr_nonnull(a = config_action(c, "bk"));
+	ck_assert(a->relay.backup);
+	ck_assert_str_eq(a->relay.backup_mx, "mx2.example.org");
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_config_relay_errors)
+{
+	struct config_errors	 e = { NULL, 0 };
+	struct config		*c;
+
+	c = parse("resolver dns.example.org\n"
+	    "relay timeout forever 1m\n"
+	    "relay timeout greeting 2h\n"
+	    "relay port 0\n"
+	    "table s { h.example = \"user:pw\" }\n"
+	    "table nopw { h.example = \"user\" }\n"
+	    "action a relay host ftp://h.example\n"
+	    "action b relay host smtp://h.example auth <s>\n"
+	    "action c relay auth <s>\n"
+	    "action d relay backup host smtp://h.example\n"
+	    "action e relay tls maybe\n"
+	    "action f relay src 192.0.2.1 src 192.0.2.2\n"
+	    "action g relay host smtp+tls://h.example auth <nopw>\n"
+	    "action h relay host smtp+tls://other.example auth <s>\n"
+	    "action i relay host smtps://h.example tls no\n"
+	    "action j relay ca /nonexistent/ca.pem tls verify\n"
+	    "action k relay helo \"bad name\"\n", &e);
+	ck_assert_ptr_null(c);
+	ck_assert(has_error(&e, "bad resolver \"dns.example.org\""));
+	ck_assert(has_error(&e, "unknown relay timeout \"forever\""));
+	ck_assert(has_error(&e, "relay timeout greeting"));
+	ck_assert(has_error(&e, "relay port"));
+	ck_assert(has_error(&e, "bad relay host \"ftp://h.example\""));
+	ck_assert(has_error(&e, "auth needs TLS"));
+	ck_assert(has_error(&e, "auth needs a relay host"));
+	ck_assert(has_error(&e, "backup and host cannot be combined"));
+	ck_assert(has_error(&e, "bad tls \"maybe\""));
+	ck_assert(has_error(&e, "bad source address \"192.0.2.2\""));
+	ck_assert(has_error(&e, "cannot be a secrets table"));
+	ck_assert(has_error(&e, "no credentials for other.example"));
+	ck_assert(has_error(&e, "tls no contradicts smtps://"));
+	ck_assert(has_error(&e, "ca /nonexistent/ca.pem"));
+	ck_assert(has_error(&e, "bad helo name"));
+	config_errors_clear(&e);
+}
+END_TEST
+
+START_TEST(test_ruleset_relay)
+{
+	struct config_errors	 e = { NULL, 0 };
+	struct rcpt_query	 q;
+	struct rcpt_result	 res;
+	struct config		*c;
+
+	users_clear();
+	ck_assert_int_eq(users_add("alice", 1000, "/home/alice"), 0);
+	c = parse("hostname mx.example.org\n"
+	    "table aliases { alice = \"bob@remote.example\" }\n"
+	    "action \"local\" mbox alias <aliases>\n"
+	    "action out relay\n"
+	    "match from local for local action \"local\"\n"
+	    "match from local for any action out\n", &e);
+	ck_assert_ptr_nonnull(c);
+	memset(&q, 0, sizeof(q));
+	q.client_addr = "127.0.0.1";
+	q.client_local = 1;
+	q.sender = "";
+	q.auth_user = "";
+	/* One delivery to the address itself: local part case kept. */
+	q.rcpt = "Bob.Smith@Remote.EXAMPLE";
+	ck_assert_int_eq(ruleset_eval(c, &q, &res), 0);
+	ck_assert_int_eq(res.code, 250);
+	ck_assert_uint_eq(res.ndlv, 1);
+	ck_assert_int_eq(res.dlv[0].kind, DLV_RELAY);
+	ck_assert_str_eq(res.dlv[0].action, "out");
+	ck_assert_str_eq(res.dlv[0].rcpt, "Bob.Smith@remote.example");
+	ck_assert_str_eq(res.dlv[0].orig, "Bob.Smith@Remote.EXAMPLE");
+	rcpt_result_clear(&res);
+	/* An alias to a remote address goes out through the relay rule. */
+	q.rcpt = "alice@mx.example.org";
+	ck_assert_int_eq(ruleset_eval(c, &q, &res), 0);
+	ck_assert_int_eq(res.code, 250);
+	ck_assert_uint_eq(res.ndlv, 1);
+	ck_assert_int_eq(res.dlv[0].kind, DLV_RELAY);
+	ck_assert_str_eq(res.dlv[0].rcpt, "bob@remote.example");
+	rcpt_result_clear(&res);
+	/* Not from a local client: no rule, never an open relay. */
+	q.client_addr = "192.0.2.9";
+	q.client_local = 0;
+	q.rcpt = "bob@remote.example";
+	ck_assert_int_eq(ruleset_eval(c, &q, &res), 0);
+	ck_assert_int_eq(res.code, 550);
+	ck_assert_uint_eq(res.ndlv, 0);
+	rcpt_result_clear(&res);
+	config_free(c);
+	users_clear();
+}
+END_TEST
+
 int
 main(void)
 {
@@ -529,6 +702,9 @@ main(void)
 	tcase_add_test(tc, test_url_parse_bad);
 	tcase_add_test(tc, test_secret_split);
 	tcase_add_test(tc, test_resolver_parse);
+	tcase_add_test(tc, test_config_relay);
+	tcase_add_test(tc, test_config_relay_errors);
+	tcase_add_test(tc, test_ruleset_relay);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
