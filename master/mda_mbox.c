@@ -337,6 +337,38 @@ mbox_lock_break(int dirfd, const struct mbox_job *job, const struct stat *st)
 	return 0;
 }
 
+/*
+ * Makes PATH.lock atomically with our pid already in it: the pid goes into
+ * a private file first, which is then linked to the lock name, so a kill -9
+ * can never leave an empty lock that nobody can prove stale.  -1 with errno
+ * EEXIST when the lock is taken.
+ */
+static int
+mbox_lock_create(int dirfd, const struct mbox_job *job)
+{
+	char	 tmp[NAME_MAX + 1];
+	int	 fd, r, saved;
+
+	if (snprintf(tmp, sizeof(tmp), ".%s.%d", job->lockname,
+	    (int)getpid()) >= (int)sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	(void)unlinkat(dirfd, tmp, 0);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	mbox_lock_put_pid(fd, job->req->path);
+	if (close(fd) == -1)
+		log_warn("mbox: close %s", tmp);
+	r = linkat(dirfd, tmp, dirfd, job->lockname, 0);
+	saved = errno;
+	(void)unlinkat(dirfd, tmp, 0);
+	errno = saved;
+	return r;
+}
+
 /* Takes PATH.lock, waiting a bounded time; removes a stale one. */
 static int
 mbox_dotlock(int dirfd, const struct mbox_job *job, char *err, size_t errsz)
@@ -344,21 +376,13 @@ mbox_dotlock(int dirfd, const struct mbox_job *job, char *err, size_t errsz)
 	const char	*path = job->req->path;
 	struct timespec	 start;
 	struct stat	 st;
-	int		 fd;
 
 	if (clock_gettime(CLOCK_MONOTONIC, &start) == -1)
 		return mbox_io_fail(errno, "clock for lock on", path, err,
 		    errsz);
 	for (;;) {
-		fd = openat(dirfd, job->lockname, O_WRONLY | O_CREAT | O_EXCL |
-		    O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd != -1) {
-			mbox_lock_put_pid(fd, path);
-			if (close(fd) == -1)
-				log_warn("mbox: close %s%s", path,
-				    MBOX_LOCK_SUFFIX);
+		if (mbox_lock_create(dirfd, job) == 0)
 			return DLV_OK;
-		}
 		if (errno == EINTR)
 			continue;
 		if (errno != EEXIST)

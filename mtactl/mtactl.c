@@ -197,7 +197,7 @@ filter_match(const struct queue_filter *f, const char *sender,
  */
 static int
 print_entries(struct imsgbuf *ib, const struct queue_filter *f,
-    struct imsg *last)
+    const char *prefix, struct imsg *last)
 {
 	struct imsg	 imsg;
 	struct mreader	 r;
@@ -207,13 +207,18 @@ print_entries(struct imsgbuf *ib, const struct queue_filter *f,
 	int64_t		 tcreated, tnext;
 	int		 n = 0;
 
+	/* An error answer comes first and alone: print nothing before it. */
+	ctl_next(ib, &imsg);
+	if (imsg.hdr.type == IMSG_CTL_RESULT)
+		print_result(&imsg);
+	if (prefix)
+		printf("%s", prefix);
 	if (json)
 		printf("[");
 	else
 		printf("%-16s  %-10s  %3s  %-19s  %s -> %s\n", "ID", "STATE",
 		    "TRY", "NEXT ATTEMPT", "SENDER", "RECIPIENT");
-	for (;;) {
-		ctl_next(ib, &imsg);
+	for (;; ctl_next(ib, &imsg)) {
 		if (imsg.hdr.type == IMSG_CTL_RESULT)
 			print_result(&imsg);
 		if (imsg.hdr.type != IMSG_CTL_QUEUE_ENTRY) {
@@ -287,7 +292,7 @@ cmd_show_queue(struct imsgbuf *ib, int argc, char **argv)
 	if (i != argc)
 		usage();
 	ctl_send(ib, IMSG_CTL_SHOW_QUEUE, NULL, 0);
-	if ((n = print_entries(ib, &f, &last)) == -1)
+	if ((n = print_entries(ib, &f, NULL, &last)) == -1)
 		return 1;
 	imsg_free(&last);
 	if (json)
@@ -307,9 +312,8 @@ cmd_show_message(struct imsgbuf *ib, int argc, char **argv)
 
 	check_id(argv[0], 0);
 	ctl_send_str(ib, IMSG_CTL_SHOW_MESSAGE, 0, argv[0]);
-	if (json)
-		printf("{\"recipients\": ");
-	if (print_entries(ib, NULL, &imsg) == -1)
+	if (print_entries(ib, NULL, json ? "{\"recipients\": " : NULL,
+	    &imsg) == -1)
 		return 1;
 	printf(json ? ", \"headers\": \"" : "\n");
 	for (;;) {

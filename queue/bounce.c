@@ -193,7 +193,8 @@ bounce_write(struct bounce *b, struct qmsg *m)
 
 		r[i].final_rcpt = q->dlv.rcpt;
 		r[i].orig_rcpt = q->dlv.orcpt[0] ? q->dlv.orcpt : NULL;
-		r[i].client_rcpt = q->dlv.orig;
+		/* RFC 3461 6.3(d): Original-Recipient only from an ORCPT. */
+		r[i].client_rcpt = NULL;
 		r[i].status = status_of(q->last_error, b->kind, status[i],
 		    sizeof(status[i]));
 		r[i].diagnostic = q->last_error[0] ? q->last_error : NULL;

@@ -104,8 +104,13 @@ scheduler_arm(void)
 	if (stopped)
 		return;
 	TAILQ_FOREACH(m, &messages, entry) {
-		if (m->inflight || (m->flags & MSG_F_HELD))
+		if (m->inflight)
 			continue;
+		if (m->flags & MSG_F_HELD) {
+			if (next == 0 || m->created + conf->queue_lifetime < next)
+				next = m->created + conf->queue_lifetime;
+			continue;
+		}
 		for (i = 0; i < m->nrcpts; i++) {
 			if (m->rcpts[i].state != RS_PENDING)
 				continue;
@@ -312,6 +317,12 @@ scheduler_run(evutil_socket_t fd, short ev, void *arg)
 		return;
 	for (m = TAILQ_FIRST(&messages); m; m = next) {
 		next = TAILQ_NEXT(m, entry);
+		/* Held messages still expire (mtactl(8)). */
+		if ((m->flags & MSG_F_HELD) && !m->inflight &&
+		    now >= m->created + conf->queue_lifetime) {
+			message_expire(m, now);	/* may free m */
+			continue;
+		}
 		if (m->flags & MSG_F_HELD)
 			continue;
 		if (m->inflight) {
