@@ -56,6 +56,17 @@ class PrivSep(MtadTestCase):
             "queue": real(self.mtad.queue),
         }
         seen = set()
+
+        # Children name themselves first and confine themselves once they
+        # have loaded what needs root: wait (bounded) until every one did.
+        def all_confined():
+            for pid, title in self.mtad.child_titles().items():
+                kind = title.replace("mtad: ", "").split(" #")[0]
+                st = proc_status(pid)
+                if kind in CHILD_USERS and st and st.get("Seccomp") != "2":
+                    return False
+            return True
+        mtadtest.wait_for(all_confined, 10, what="every child confined")
         for pid, title in sorted(self.mtad.child_titles().items()):
             kind = title.replace("mtad: ", "").split(" #")[0]
             if kind not in CHILD_USERS:

@@ -46,7 +46,13 @@ class Supervision(MtadTestCase):
                            % (self.mtad.pid, slot, old), since=mark)
         self.mtad.wait_log(r"master\[%d\]: started %s \(pid %d, user %s\)" %
                            (self.mtad.pid, slot, new, user), since=mark)
-        st = proc_status(new)
+        # The title is set first; confinement follows once the child has
+        # loaded what it needs as root (DNS, TLS): wait for it, bounded.
+        def confined():
+            st = proc_status(new)
+            return st if st.get("Seccomp") == "2" else None
+        st = mtadtest.wait_for(confined, RESTART_TIMEOUT,
+                               what="pid %d confined" % new)
         self.assertEqual(st["NoNewPrivs"], "1")
         self.assertEqual(st["Seccomp"], "2")
         self.assertTrue(self.mtad.running(), "the master died")
