@@ -270,7 +270,7 @@ print_entries(struct imsgbuf *ib, const struct queue_filter *f,
 }
 
 static int
-cmd_show_queue(struct imsgbuf *ib, int argc, char **argv)
+cmd_show_queue(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 {
 	struct queue_filter	 f;
 	struct imsg		 last;
@@ -303,7 +303,7 @@ cmd_show_queue(struct imsgbuf *ib, int argc, char **argv)
 }
 
 static int
-cmd_show_message(struct imsgbuf *ib, int argc, char **argv)
+cmd_show_message(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 {
 	struct imsg	 imsg;
 	struct mreader	 r;
@@ -362,7 +362,7 @@ cmd_show_message(struct imsgbuf *ib, int argc, char **argv)
 }
 
 static int
-cmd_show_stats(struct imsgbuf *ib, int argc, char **argv)
+cmd_show_stats(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 {
 	struct imsg	 imsg;
 	struct mreader	 r;
@@ -403,7 +403,7 @@ cmd_show_stats(struct imsgbuf *ib, int argc, char **argv)
 }
 
 static int
-cmd_status(struct imsgbuf *ib, int argc, char **argv)
+cmd_status(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 {
 	struct imsg	 imsg;
 	struct mreader	 r;
@@ -482,34 +482,11 @@ msg_op(struct imsgbuf *ib, uint32_t op, const char *target)
 	result_of(ib);
 }
 
+/* flush, schedule, hold, release, remove: the op comes from the table. */
 static int
-cmd_flush(struct imsgbuf *ib, int argc, char **argv)
+cmd_msg_op(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 {
-	return msg_op(ib, CTL_OP_FLUSH, argc ? argv[0] : "");
-}
-
-static int
-cmd_schedule(struct imsgbuf *ib, int argc, char **argv)
-{
-	return msg_op(ib, CTL_OP_SCHEDULE, argv[0]);
-}
-
-static int
-cmd_hold(struct imsgbuf *ib, int argc, char **argv)
-{
-	return msg_op(ib, CTL_OP_HOLD, argv[0]);
-}
-
-static int
-cmd_release(struct imsgbuf *ib, int argc, char **argv)
-{
-	return msg_op(ib, CTL_OP_RELEASE, argv[0]);
-}
-
-static int
-cmd_remove(struct imsgbuf *ib, int argc, char **argv)
-{
-	return msg_op(ib, CTL_OP_REMOVE, argv[0]);
+	return msg_op(ib, op, argc ? argv[0] : "");
 }
 
 static int
@@ -529,26 +506,26 @@ pause_resume(struct imsgbuf *ib, const char *what, uint32_t on)
 }
 
 static int
-cmd_pause(struct imsgbuf *ib, int argc, char **argv)
+cmd_pause(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 {
 	return pause_resume(ib, argv[0], 1);
 }
 
 static int
-cmd_resume(struct imsgbuf *ib, int argc, char **argv)
+cmd_resume(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 {
 	return pause_resume(ib, argv[0], 0);
 }
 
 static int
-cmd_reload(struct imsgbuf *ib, int argc, char **argv)
+cmd_reload(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 {
 	ctl_send(ib, IMSG_CTL_RELOAD, NULL, 0);
 	result_of(ib);
 }
 
 static int
-cmd_log(struct imsgbuf *ib, int argc, char **argv)
+cmd_log(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 {
 	uint32_t	 payload[2] = { 0, 0 };
 
@@ -564,21 +541,22 @@ cmd_log(struct imsgbuf *ib, int argc, char **argv)
 static const struct {
 	const char	*words[2];
 	int		 minargs, maxargs;
-	int		(*run)(struct imsgbuf *, int, char **);
+	int		(*run)(struct imsgbuf *, int, char **, uint32_t);
+	uint32_t	 op;		/* for cmd_msg_op */
 } commands[] = {
-	{ { "show", "queue" },	 0, 8,	cmd_show_queue },
-	{ { "show", "message" }, 1, 1,	cmd_show_message },
-	{ { "show", "stats" },	 0, 0,	cmd_show_stats },
-	{ { "status" },		 0, 0,	cmd_status },
-	{ { "flush" },		 0, 1,	cmd_flush },
-	{ { "schedule" },	 1, 1,	cmd_schedule },
-	{ { "hold" },		 1, 1,	cmd_hold },
-	{ { "release" },	 1, 1,	cmd_release },
-	{ { "remove" },		 1, 1,	cmd_remove },
-	{ { "pause" },		 1, 1,	cmd_pause },
-	{ { "resume" },		 1, 1,	cmd_resume },
-	{ { "reload" },		 0, 0,	cmd_reload },
-	{ { "log" },		 1, 1,	cmd_log },
+	{ { "show", "queue" },	 0, 8,	cmd_show_queue,	0 },
+	{ { "show", "message" }, 1, 1,	cmd_show_message,	0 },
+	{ { "show", "stats" },	 0, 0,	cmd_show_stats,	0 },
+	{ { "status" },		 0, 0,	cmd_status,	0 },
+	{ { "flush" },		 0, 1,	cmd_msg_op,	CTL_OP_FLUSH },
+	{ { "schedule" },	 1, 1,	cmd_msg_op,	CTL_OP_SCHEDULE },
+	{ { "hold" },		 1, 1,	cmd_msg_op,	CTL_OP_HOLD },
+	{ { "release" },	 1, 1,	cmd_msg_op,	CTL_OP_RELEASE },
+	{ { "remove" },		 1, 1,	cmd_msg_op,	CTL_OP_REMOVE },
+	{ { "pause" },		 1, 1,	cmd_pause,	0 },
+	{ { "resume" },		 1, 1,	cmd_resume,	0 },
+	{ { "reload" },		 0, 0,	cmd_reload,	0 },
+	{ { "log" },		 1, 1,	cmd_log,	0 },
 };
 
 int
@@ -615,7 +593,7 @@ main(int argc, char *argv[])
 		if (nargs < commands[i].minargs || nargs > commands[i].maxargs)
 			usage();
 		ctl_connect(&ib);
-		return commands[i].run(&ib, nargs, argv + w);
+		return commands[i].run(&ib, nargs, argv + w, commands[i].op);
 	}
 	fprintf(stderr, "mtactl: unknown command\n");
 	usage();
