@@ -52,7 +52,7 @@ void	supervise_reap(void);
 void	supervise_shutdown(void);
 /* Takes over a new configuration: 0, or -1 if it could not (then freed). */
 int	supervise_reload(struct config *);
-int	supervise_running(void);	/* children still alive */
+int	supervise_running(void);	/* not shutting down */
 struct child *supervise_find_pid(pid_t);
 void	supervise_broadcast(uint32_t type, uint32_t peerid, const void *, size_t);
 int	supervise_count(void);

@@ -103,12 +103,6 @@ bounce_set_policy(struct channel *c)
 		evtimer_add(retry_ev, &tv);
 }
 
-int
-bounce_pending(void)
-{
-	return nbounces;
-}
-
 static void
 bounce_ask(struct bounce *b)
 {

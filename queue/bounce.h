@@ -31,7 +31,6 @@ void	bounce_policy_reply(struct channel *, struct imsg *);
  */
 int	bounce_report(struct qmsg *, enum dsn_kind, const uint32_t *idx,
 	    size_t n);
-int	bounce_pending(void);
 
 /* queue.c: stage a message the queue made itself; done(ok) after sync. */
 int	queue_commit_local(struct qmsg *, void (*done)(void *, int), void *);

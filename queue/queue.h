@@ -87,5 +87,4 @@ void	scheduler_pause(int);
 int	scheduler_show_message(struct channel *, uint32_t id, const char *);
 void	scheduler_show_queue(struct channel *, uint32_t id);
 void	scheduler_stop(void);
-int	scheduler_messages(void);
 #endif

@@ -380,12 +380,6 @@ scheduler_add(struct qmsg *m)
 	scheduler_kick();
 }
 
-int
-scheduler_messages(void)
-{
-	return nmessages;
-}
-
 static int
 worker_index(struct channel *c)
 {
