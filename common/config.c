@@ -51,6 +51,17 @@ config_defaults(struct config *conf)
 	conf->queue_concurrency = 100;
 	conf->dest_concurrency = 20;
 	conf->smtp_timeout = 300;	/* RFC 5321 4.5.3.2 */
+	conf->data_timeout = 300;
+	conf->max_errors = 10;
+	conf->max_line = 4096;	/* RFC 5321 says 512; ESMTP params need more */
+	conf->sessions_per_worker = 16384;
+	conf->max_conn = 20000;
+	conf->max_conn_per_ip = 100;
+	conf->conn_rate = 0;
+	conf->auth_failures = 5;
+	conf->greeting_delay = 0;
+	conf->store_inline_max = 256 * 1024;
+	conf->store_quota = 0;
 	conf->sandbox = 1;
 	/* RFC 5321 4.5.3.2; the connect timeout is Postfix's. */
 	conf->relay_timeout[RELAY_TO_CONNECT] = 30;
@@ -61,6 +72,7 @@ config_defaults(struct config *conf)
 	conf->relay_timeout[RELAY_TO_DATA_END] = 600;
 	conf->relay_port = 25;
 	conf->relay_connections = 10;
+	TAILQ_INIT(&conf->pkis);
 	TAILQ_INIT(&conf->listeners);
 	TAILQ_INIT(&conf->tables);
 	TAILQ_INIT(&conf->actions);
@@ -78,9 +90,14 @@ config_free(struct config *conf)
 	struct table	*t;
 	struct action	*a;
 	struct match	*m;
+	struct pki	*k;
 
 	if (conf == NULL)
 		return;
+	while ((k = TAILQ_FIRST(&conf->pkis)) != NULL) {
+		TAILQ_REMOVE(&conf->pkis, k, entry);
+		free(k);
+	}
 	while ((l = TAILQ_FIRST(&conf->listeners)) != NULL) {
 		TAILQ_REMOVE(&conf->listeners, l, entry);
 		free(l);

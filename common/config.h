@@ -17,6 +17,28 @@
 #include "proto.h"
 #include "table.h"
 
+#define PKI_NAME_MAX	256
+
+/* `pki NAME cert FILE` / `pki NAME key FILE`: a certificate and its key. */
+struct pki {
+	TAILQ_ENTRY(pki)	 entry;
+	char			 name[PKI_NAME_MAX];
+	char			 cert[PATH_MAX];
+	char			 key[PATH_MAX];
+	int			 lineno;
+};
+
+/* Listener options (mtad.conf(5), `listen on ... OPTIONS`). */
+#define LISTEN_TLS		0x0001	/* STARTTLS offered */
+#define LISTEN_TLS_REQUIRE	0x0002	/* STARTTLS before MAIL and AUTH */
+#define LISTEN_SMTPS		0x0004	/* TLS from the first byte (465) */
+#define LISTEN_AUTH		0x0008	/* AUTH required before MAIL */
+#define LISTEN_AUTH_OPTIONAL	0x0010	/* AUTH offered, not required */
+#define LISTEN_AUTH_PLAINTEXT	0x0020	/* AUTH offered without TLS too */
+#define LISTEN_SUBMISSION	0x0040	/* message submission (RFC 6409) */
+#define LISTEN_PROXY		0x0080	/* PROXY protocol header first */
+#define LISTEN_NORMALIZE	0x0100	/* bare CR/LF in DATA as line ends */
+
 struct listener {
 	TAILQ_ENTRY(listener)	 entry;
 	struct sockaddr_storage	 ss;
@@ -25,12 +47,18 @@ struct listener {
 	int			 port;
 	int			 fd;		/* bound by the master */
 	int			 lineno;
+	int			 flags;		/* LISTEN_* */
+	struct pki		*pki;		/* for tls, tls-require, smtps */
+	struct table		*auth;		/* credentials: user = crypt hash */
+	struct table		*xclient;	/* addresses allowed XCLIENT */
+	void			*ssl_ctx;	/* SSL_CTX, made by the smtp-worker */
 };
 
 enum action_type {
 	ACTION_MBOX = 1,
 	ACTION_MAILDIR,
-	ACTION_RELAY		/* remote SMTP: MX routing or a smarthost */
+	ACTION_RELAY,		/* remote SMTP: MX routing or a smarthost */
+	ACTION_MONGO		/* the MongoDB mail store (`store mongo`) */
 };
 
 /* TLS policy of a relay action. */
@@ -78,17 +106,20 @@ struct action {
 	char			 path[DEST_MAX];
 	struct table		*alias;		/* NULL: no alias expansion */
 	struct relay_opts	 relay;		/* ACTION_RELAY */
+	struct table		*users;		/* ACTION_MONGO: valid mailboxes,
+						   NULL: any address */
 	int			 lineno;
 };
 
-enum from_kind { FROM_ANY, FROM_LOCAL, FROM_SRC };
+enum from_kind { FROM_ANY, FROM_LOCAL, FROM_SRC, FROM_AUTH };
 enum for_kind { FOR_ANY, FOR_LOCAL, FOR_DOMAIN, FOR_RCPT };
 
 struct match {
 	TAILQ_ENTRY(match)	 entry;
 	int			 from_neg;	/* `!from ...` */
 	enum from_kind		 from;
-	struct table		*from_table;	/* FROM_SRC */
+	struct table		*from_table;	/* FROM_SRC; FROM_AUTH: the
+						   users, NULL = any user */
 	int			 for_neg;
 	enum for_kind		 for_;
 	struct table		*for_table;	/* FOR_DOMAIN, FOR_RCPT */
@@ -133,6 +164,20 @@ struct config {
 	size_t			 max_message_size;
 	int			 max_rcpt;	/* recipients per message */
 	time_t			 smtp_timeout;	/* idle / command timeout */
+	time_t			 data_timeout;	/* between reads during DATA */
+	int			 max_errors;	/* bad commands before 421 */
+	size_t			 max_line;	/* a command line, CRLF included */
+	int			 sessions_per_worker;
+	int			 max_conn;	/* in total; 0 = unlimited */
+	int			 max_conn_per_ip; /* 0 = unlimited */
+	int			 conn_rate;	/* per IP per minute; 0 = off */
+	int			 auth_failures;	/* per IP per 5 minutes */
+	time_t			 greeting_delay; /* early talker detection */
+
+	/* the MongoDB store (`store ...`) */
+	char			 store_uri[1024];	/* "" = no store */
+	size_t			 store_inline_max; /* raw message inline below */
+	uint64_t		 store_quota;	/* for new mailboxes; 0 = none */
 	int			 sandbox;	/* 0: no seccomp (debugging) */
 
 	/* remote delivery (deliver-worker) */
@@ -142,6 +187,7 @@ struct config {
 	int			 relay_port;	/* of MX hosts: 25 */
 	int			 relay_connections; /* per destination */
 
+	TAILQ_HEAD(, pki)	 pkis;
 	TAILQ_HEAD(, listener)	 listeners;
 	TAILQ_HEAD(, table)	 tables;
 	TAILQ_HEAD(, action)	 actions;

@@ -11,6 +11,7 @@ dlv_kind_name(uint32_t kind)
 	case DLV_MBOX:		return "mbox";
 	case DLV_MAILDIR:	return "maildir";
 	case DLV_RELAY:		return "relay";
+	case DLV_MONGO:		return "mongo";
 	}
 	return "none";
 }

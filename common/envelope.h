@@ -25,6 +25,8 @@ enum dlv_kind {
 	DLV_RELAY,		/* remote SMTP by the deliver-worker: rcpt is
 				   the final address, action names the relay
 				   action in the worker's configuration */
+	DLV_MONGO,		/* the MongoDB store, by the deliver-worker:
+				   rcpt is the mailbox */
 	DLV_KIND_MAX
 };
 

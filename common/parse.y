@@ -26,6 +26,7 @@
 #include "addr.h"
 #include "config.h"
 #include "log.h"
+#include "pki.h"
 #include "proto.h"
 #include "relay.h"
 #include "table.h"
@@ -89,6 +90,21 @@ static struct parser {
 	int		 ra_auth_line;
 	int		 ra_tls_line;
 	int		 ra_ca_line;
+
+	/* the listen statement being built */
+	int		 l_line;
+	char		 l_addr[2][INET6_ADDRSTRLEN + 16];
+	int		 l_naddr;
+	int		 l_port;	/* 0: by the options (25, 465, 587) */
+	int		 l_flags;	/* LISTEN_* */
+	char		 l_pki[PKI_NAME_MAX];
+	int		 l_pki_line;
+	struct table	*l_auth;
+	struct table	*l_xclient;
+	int		 l_bad;
+
+	/* the mongo action being built */
+	struct action	*ma;
 } p;
 
 static void	 cfg_error(int, const char *, ...)
@@ -109,7 +125,20 @@ static int	 net_is_valid(const char *);
 static int	 path_check(int, const char *, const char *, char *, size_t);
 static int	 user_check(int, const char *, const char *);
 static void	 set_hostname(int, char *);
-static void	 add_listener(int, const char *, int);
+static struct listener *add_listener(int, const char *, int);
+static void	 listen_begin(int, const char *);
+static void	 listen_port(int, const char *);
+static void	 listen_flag(int, int);
+static void	 listen_pki(int, const char *);
+static void	 listen_table(int, int, const char *);
+static void	 listen_end(void);
+static void	 pki_set(int, const char *, const char *, const char *);
+static void	 set_limit(int, const char *, const char *);
+static void	 store_set(int, const char *, const char *);
+static void	 mongo_begin(int, char *);
+static void	 mongo_table(int, int, const char *);
+static void	 mongo_end(void);
+static void	 pki_check_all(void);
 static void	 set_retry(int, const char *, const char *);
 static void	 table_begin(int, char *);
 static void	 table_item(int, char *, char *);
@@ -176,12 +205,17 @@ static void	 yyerror(YYLTYPE *, const char *);
 %token AUTH "auth" BACKUP "backup" CA "ca" CONNECTIONS "connections"
 %token HELO "helo" HOST "host" MX "mx" RELAY "relay" RESOLVER "resolver"
 %token TLS "tls"
+%token AUTHOPTIONAL "auth-optional" AUTHPLAINTEXT "auth-plaintext"
+%token CERT "cert" KEY "key" MONGO "mongo" NORMALIZE "normalize" PKI "pki"
+%token PROXYPROTOCOL "proxy-protocol" SMTPS "smtps" STORE "store"
+%token SUBMISSION "submission" TLSREQUIRE "tls-require" USERS "users"
+%token XCLIENT "xclient"
 %token WORKERS "workers"
 %token ERROR "invalid token"
 %token <string> STRING "string"
 
 %type <string> retrymax groupopt pathopt aliasopt
-%type <number> portopt proc neg actiontype
+%type <number> proc neg actiontype
 %type <spec> fromspec forspec
 
 %destructor { free($$); } <string>
@@ -195,14 +229,49 @@ grammar		: %empty
 		;
 
 statement	: HOSTNAME STRING		{ set_hostname(@2.first_line, $2); }
-		| LISTEN ON STRING portopt	{
-			add_listener(@3.first_line, $3, $4);
+		| LISTEN ON STRING		{
+			listen_begin(@3.first_line, $3);
+			free($3);
+			$3 = NULL;	/* not for %destructor on an error */
+		}
+		  listenopts			{ listen_end(); }
+		| LISTEN ON ANY			{
+			listen_begin(@3.first_line, NULL);
+		}
+		  listenopts			{ listen_end(); }
+		| PKI STRING CERT STRING	{
+			pki_set(@2.first_line, $2, "cert", $4);
+			free($2);
+			free($4);
+		}
+		| PKI STRING KEY STRING		{
+			pki_set(@2.first_line, $2, "key", $4);
+			free($2);
+			free($4);
+		}
+		| LIMIT STRING STRING		{
+			set_limit(@2.first_line, $2, $3);
+			free($2);
 			free($3);
 		}
-		| LISTEN ON ANY portopt		{
-			add_listener(@3.first_line, "0.0.0.0", $4);
-			add_listener(@3.first_line, "::", $4);
+		| LIMIT CONNECTIONS STRING	{
+			set_limit(@2.first_line, "connections", $3);
+			free($3);
 		}
+		| STORE MONGO STRING		{
+			store_set(@3.first_line, "mongo", $3);
+			free($3);
+		}
+		| STORE STRING STRING		{
+			store_set(@2.first_line, $2, $3);
+			free($2);
+			free($3);
+		}
+		| ACTION STRING MONGO		{
+			mongo_begin(@2.first_line, $2);
+			$2 = NULL;	/* consumed */
+		}
+		  mongoopts			{ mongo_end(); }
 		| QUEUE PATH STRING		{
 			(void)path_check(@3.first_line, "queue path", $3,
 			    p.conf->queue_path, sizeof(p.conf->queue_path));
@@ -403,6 +472,61 @@ relayopts	: %empty
 		| relayopts relayopt
 		;
 
+listenopts	: %empty
+		| listenopts listenopt
+		;
+
+listenopt	: PORT STRING			{
+			listen_port(@2.first_line, $2);
+			free($2);
+		}
+		| TLS				{ listen_flag(@1.first_line, LISTEN_TLS); }
+		| TLSREQUIRE			{
+			listen_flag(@1.first_line, LISTEN_TLS | LISTEN_TLS_REQUIRE);
+		}
+		| SMTPS				{ listen_flag(@1.first_line, LISTEN_SMTPS); }
+		| PKI STRING			{
+			listen_pki(@2.first_line, $2);
+			free($2);
+		}
+		| AUTH '<' STRING '>'		{
+			listen_table(@3.first_line, LISTEN_AUTH, $3);
+			free($3);
+		}
+		| AUTHOPTIONAL '<' STRING '>'	{
+			listen_table(@3.first_line, LISTEN_AUTH_OPTIONAL, $3);
+			free($3);
+		}
+		| AUTHPLAINTEXT			{
+			listen_flag(@1.first_line, LISTEN_AUTH_PLAINTEXT);
+		}
+		| SUBMISSION			{
+			listen_flag(@1.first_line, LISTEN_SUBMISSION);
+		}
+		| PROXYPROTOCOL			{ listen_flag(@1.first_line, LISTEN_PROXY); }
+		| XCLIENT '<' STRING '>'	{
+			listen_table(@3.first_line, 0, $3);
+			free($3);
+		}
+		| NORMALIZE			{
+			listen_flag(@1.first_line, LISTEN_NORMALIZE);
+		}
+		;
+
+mongoopts	: %empty
+		| mongoopts mongoopt
+		;
+
+mongoopt	: ALIAS '<' STRING '>'		{
+			mongo_table(@3.first_line, 0, $3);
+			free($3);
+		}
+		| USERS '<' STRING '>'		{
+			mongo_table(@3.first_line, 1, $3);
+			free($3);
+		}
+		;
+
 relayopt	: HOST STRING			{
 			relay_host(@2.first_line, $2);
 			free($2);
@@ -431,20 +555,6 @@ relayopt	: HOST STRING			{
 		| TLS OFF			{ relay_tls(@2.first_line, "no"); }
 		| CA STRING			{
 			relay_ca(@2.first_line, $2);
-			free($2);
-		}
-		;
-
-portopt		: %empty			{ $$ = 25; }
-		| PORT STRING			{
-			long long	n;
-
-			$$ = -1;
-			if (parse_uint($2, 1, 65535, &n) == -1)
-				cfg_error(@2.first_line, "bad port \"%s\": "
-				    "a number from 1 to 65535", $2);
-			else
-				$$ = (int)n;
 			free($2);
 		}
 		;
@@ -511,6 +621,12 @@ neg		: %empty			{ $$ = 0; }
 
 fromspec	: ANY				{ $$.kind = FROM_ANY; $$.table = NULL; }
 		| LOCAL				{ $$.kind = FROM_LOCAL; $$.table = NULL; }
+		| AUTH				{ $$.kind = FROM_AUTH; $$.table = NULL; }
+		| AUTH '<' STRING '>'		{
+			$$.kind = FROM_AUTH;
+			$$.table = table_ref(@3.first_line, $3);
+			free($3);
+		}
 		| SRC '<' STRING '>'		{
 			$$.kind = FROM_SRC;
 			$$.table = table_ref(@3.first_line, $3);
@@ -579,8 +695,11 @@ static const struct keyword keywords[] = {
 	{ "alias",		ALIAS },
 	{ "any",		ANY },
 	{ "auth",		AUTH },
+	{ "auth-optional",	AUTHOPTIONAL },
+	{ "auth-plaintext",	AUTHPLAINTEXT },
 	{ "backup",		BACKUP },
 	{ "ca",			CA },
+	{ "cert",		CERT },
 	{ "chroot",		CHROOT },
 	{ "concurrency",	CONCURRENCY },
 	{ "connections",	CONNECTIONS },
@@ -595,6 +714,7 @@ static const struct keyword keywords[] = {
 	{ "helo",		HELO },
 	{ "host",		HOST },
 	{ "hostname",		HOSTNAME },
+	{ "key",		KEY },
 	{ "lifetime",		LIFETIME },
 	{ "limit",		LIMIT },
 	{ "listen",		LISTEN },
@@ -606,13 +726,17 @@ static const struct keyword keywords[] = {
 	{ "message-size",	MESSAGESIZE },
 	{ "min",		MIN },
 	{ "min-free",		MINFREE },
+	{ "mongo",		MONGO },
 	{ "mx",			MX },
+	{ "normalize",		NORMALIZE },
 	{ "off",		OFF },
 	{ "on",			ON },
 	{ "path",		PATH },
 	{ "pidfile",		PIDFILE },
+	{ "pki",		PKI },
 	{ "policy",		POLICY },
 	{ "port",		PORT },
+	{ "proxy-protocol",	PROXYPROTOCOL },
 	{ "queue",		QUEUE },
 	{ "rcpt",		RCPT },
 	{ "recipients",		RECIPIENTS },
@@ -622,14 +746,20 @@ static const struct keyword keywords[] = {
 	{ "retry",		RETRY },
 	{ "sandbox",		SANDBOX },
 	{ "smtp",		SMTP },
+	{ "smtps",		SMTPS },
 	{ "socket",		SOCKET },
 	{ "src",		SRC },
+	{ "store",		STORE },
+	{ "submission",		SUBMISSION },
 	{ "submit",		SUBMIT },
 	{ "table",		TABLE },
 	{ "timeout",		TIMEOUT },
 	{ "tls",		TLS },
+	{ "tls-require",	TLSREQUIRE },
 	{ "user",		USER },
+	{ "users",		USERS },
 	{ "workers",		WORKERS },
+	{ "xclient",		XCLIENT },
 };
 
 static int
@@ -850,6 +980,8 @@ stmt_abort(void)
 	}
 	free(p.ra);
 	p.ra = NULL;
+	free(p.ma);
+	p.ma = NULL;
 }
 
 static int
@@ -1199,7 +1331,7 @@ set_hostname(int line, char *name)
 	free(name);
 }
 
-static void
+static struct listener *
 add_listener(int line, const char *addr, int port)
 {
 	struct listener		*l, *o;
@@ -1211,7 +1343,7 @@ add_listener(int line, const char *addr, int port)
 		a = "127.0.0.1";
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		cfg_error(line, "%s", strerror(errno));
-		return;
+		return NULL;
 	}
 	sin = (struct sockaddr_in *)&l->ss;
 	sin6 = (struct sockaddr_in6 *)&l->ss;
@@ -1231,11 +1363,11 @@ add_listener(int line, const char *addr, int port)
 		cfg_error(line, "bad listen address \"%s\": an IPv4 or IPv6 "
 		    "address, \"localhost\" or any", addr);
 		free(l);
-		return;
+		return NULL;
 	}
 	if (port <= 0) {	/* already reported */
 		free(l);
-		return;
+		return NULL;
 	}
 	l->port = port;
 	l->fd = -1;
@@ -1246,11 +1378,394 @@ add_listener(int line, const char *addr, int port)
 			cfg_error(line, "listen on %s port %d: already given "
 			    "on line %d", l->addr, port, o->lineno);
 			free(l);
-			return;
+			return NULL;
 		}
 	TAILQ_INSERT_TAIL(&p.conf->listeners, l, entry);
+	return l;
 }
 
+
+/*
+ * `listen on ADDR OPTIONS`: the options are collected first, since `port`
+ * may come after the others and `any` makes two listeners of one line.
+ */
+static void
+listen_begin(int line, const char *addr)
+{
+	p.l_line = line;
+	p.l_naddr = 0;
+	p.l_port = 0;
+	p.l_flags = 0;
+	p.l_pki[0] = '\0';
+	p.l_pki_line = 0;
+	p.l_auth = NULL;
+	p.l_xclient = NULL;
+	p.l_bad = 0;
+	if (addr == NULL) {
+		(void)strlcpy(p.l_addr[0], "0.0.0.0", sizeof(p.l_addr[0]));
+		(void)strlcpy(p.l_addr[1], "::", sizeof(p.l_addr[1]));
+		p.l_naddr = 2;
+	} else if (strlcpy(p.l_addr[0], addr, sizeof(p.l_addr[0])) >=
+	    sizeof(p.l_addr[0])) {
+		cfg_error(line, "bad listen address \"%.64s\": an IPv4 or IPv6 "
+		    "address, \"localhost\" or any", addr);
+		p.l_bad = 1;
+	} else
+		p.l_naddr = 1;
+}
+
+static void
+listen_port(int line, const char *s)
+{
+	long long	n;
+
+	if (p.l_port != 0) {
+		cfg_error(line, "listen: port given twice");
+		p.l_bad = 1;
+	} else if (parse_uint(s, 1, 65535, &n) == -1) {
+		cfg_error(line, "bad port \"%s\": a number from 1 to 65535", s);
+		p.l_bad = 1;
+	} else
+		p.l_port = (int)n;
+}
+
+static void
+listen_flag(int line, int flag)
+{
+	p.l_flags |= flag;
+}
+
+static void
+listen_pki(int line, const char *name)
+{
+	if (strlcpy(p.l_pki, name, sizeof(p.l_pki)) >= sizeof(p.l_pki)) {
+		cfg_error(line, "pki name too long");
+		p.l_bad = 1;
+	}
+	p.l_pki_line = line;
+}
+
+/* flag: LISTEN_AUTH or LISTEN_AUTH_OPTIONAL with the credentials, or 0
+ * for the table of addresses allowed to use XCLIENT. */
+static void
+listen_table(int line, int flag, const char *name)
+{
+	struct table	*t = table_ref(line, name);
+
+	if (flag == 0) {
+		p.l_xclient = t;
+		src_table_check(line, t);
+		return;
+	}
+	if (p.l_flags & (LISTEN_AUTH | LISTEN_AUTH_OPTIONAL)) {
+		cfg_error(line, "listen: auth and auth-optional given twice or "
+		    "together");
+		p.l_bad = 1;
+	}
+	p.l_flags |= flag;
+	p.l_auth = t;
+}
+
+static struct pki *
+pki_find(const char *name)
+{
+	struct pki	*k;
+
+	TAILQ_FOREACH(k, &p.conf->pkis, entry)
+		if (strcmp(k->name, name) == 0)
+			return k;
+	return NULL;
+}
+
+/* The listener's pki: named, else the one named as the host, else the
+ * only one. */
+static struct pki *
+listen_find_pki(void)
+{
+	struct pki	*k;
+
+	if (p.l_pki[0] != '\0') {
+		if ((k = pki_find(p.l_pki)) == NULL)
+			cfg_error(p.l_pki_line, "listen: no pki \"%s\" (a pki "
+			    "must be defined before it is used)", p.l_pki);
+		return k;
+	}
+	if ((k = pki_find(p.conf->hostname)) != NULL)
+		return k;
+	k = TAILQ_FIRST(&p.conf->pkis);
+	if (k == NULL)
+		cfg_error(p.l_line, "listen: tls, tls-require and smtps need a "
+		    "certificate: define `pki NAME cert FILE` and `pki NAME "
+		    "key FILE` first");
+	else if (TAILQ_NEXT(k, entry) != NULL) {
+		cfg_error(p.l_line, "listen: several pki are defined: say "
+		    "which with `pki NAME`");
+		k = NULL;
+	}
+	return k;
+}
+
+static int
+listen_check(void)
+{
+	int	f = p.l_flags;
+
+	if ((f & LISTEN_SMTPS) && (f & LISTEN_TLS)) {
+		cfg_error(p.l_line, "listen: smtps is TLS from the first byte; "
+		    "tls and tls-require (STARTTLS) do not apply to it");
+		return -1;
+	}
+	if ((f & LISTEN_AUTH_PLAINTEXT) &&
+	    !(f & (LISTEN_AUTH | LISTEN_AUTH_OPTIONAL))) {
+		cfg_error(p.l_line, "listen: auth-plaintext needs auth <table> "
+		    "or auth-optional <table>");
+		return -1;
+	}
+	if ((f & LISTEN_SUBMISSION) && !(f & LISTEN_AUTH)) {
+		cfg_error(p.l_line, "listen: a submission listener requires "
+		    "AUTH: add auth <table>");
+		return -1;
+	}
+	if ((f & (LISTEN_AUTH | LISTEN_AUTH_OPTIONAL)) &&
+	    !(f & (LISTEN_TLS | LISTEN_SMTPS | LISTEN_AUTH_PLAINTEXT |
+	    LISTEN_SUBMISSION))) {
+		cfg_error(p.l_line, "listen: AUTH is only offered under TLS: "
+		    "add tls, tls-require or smtps (or auth-plaintext to offer "
+		    "it in the clear)");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+listen_end(void)
+{
+	struct listener	*l;
+	struct pki	*k = NULL;
+	int		 i, port = p.l_port;
+
+	if (p.l_bad || listen_check() == -1)
+		return;
+	/* Submission without smtps: STARTTLS before anything else. */
+	if ((p.l_flags & LISTEN_SUBMISSION) &&
+	    !(p.l_flags & (LISTEN_SMTPS | LISTEN_AUTH_PLAINTEXT)))
+		p.l_flags |= LISTEN_TLS | LISTEN_TLS_REQUIRE;
+	if ((p.l_flags & (LISTEN_TLS | LISTEN_SMTPS)) &&
+	    (k = listen_find_pki()) == NULL)
+		return;
+	if (port == 0)
+		port = (p.l_flags & LISTEN_SMTPS) ? 465 :
+		    (p.l_flags & LISTEN_SUBMISSION) ? 587 : 25;
+	for (i = 0; i < p.l_naddr; i++) {
+		if ((l = add_listener(p.l_line, p.l_addr[i], port)) == NULL)
+			continue;
+		l->flags = p.l_flags;
+		l->pki = k;
+		l->auth = p.l_auth;
+		l->xclient = p.l_xclient;
+	}
+}
+
+static void
+pki_set(int line, const char *name, const char *what, const char *file)
+{
+	struct pki	*k;
+	char		*dst;
+
+	if (strlen(name) >= PKI_NAME_MAX || name[0] == '\0') {
+		cfg_error(line, "bad pki name \"%.64s\"", name);
+		return;
+	}
+	if ((k = pki_find(name)) == NULL) {
+		if ((k = calloc(1, sizeof(*k))) == NULL) {
+			cfg_error(line, "%s", strerror(errno));
+			return;
+		}
+		(void)strlcpy(k->name, name, sizeof(k->name));
+		k->lineno = line;
+		TAILQ_INSERT_TAIL(&p.conf->pkis, k, entry);
+	}
+	dst = strcmp(what, "cert") == 0 ? k->cert : k->key;
+	if (dst[0] != '\0')
+		cfg_error(line, "pki %s: %s given twice", name, what);
+	else
+		(void)path_check(line, what, file, dst, PATH_MAX);
+}
+
+/*
+ * Each pki has both halves, and they load and match: `mtad -n` says so
+ * rather than the first TLS handshake.
+ */
+static void
+pki_check_all(void)
+{
+	struct pki	*k;
+	char		 err[256];
+
+	TAILQ_FOREACH(k, &p.conf->pkis, entry) {
+		if (k->cert[0] == '\0' || k->key[0] == '\0') {
+			cfg_error(k->lineno, "pki %s: needs both cert and key",
+			    k->name);
+			continue;
+		}
+		if (p.flags & CONFIG_SKIP_TABLE_FILES)
+			continue;
+		if (pki_load_check(k->cert, k->key, err, sizeof(err)) == -1)
+			cfg_error(k->lineno, "pki %s: %s", k->name, err);
+	}
+}
+
+/* `limit NAME VALUE` for the SMTP server's limits (mtad.conf(5)). */
+static void
+set_limit(int line, const char *name, const char *value)
+{
+	static const struct {
+		const char	*name;
+		int		 duration;	/* else a count */
+		long long	 min, max;
+	} limits[] = {
+		{ "auth-failures",	0, 0, 100000 },
+		{ "connection-rate",	0, 0, 1000000 },
+		{ "connections",	0, 0, 1000000 },
+		{ "connections-per-ip",	0, 0, 1000000 },
+		{ "data-timeout",	1, 1, 3600 },
+		{ "errors",		0, 1, 1000 },
+		{ "greeting-delay",	1, 0, 300 },
+		{ "line-length",	0, 512, 65536 },
+		{ "sessions",		0, 1, 1000000 },
+	};
+	long long	 n;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
+		if (strcmp(name, limits[i].name) == 0)
+			break;
+	if (i == sizeof(limits) / sizeof(limits[0])) {
+		cfg_error(line, "unknown limit \"%.64s\": message-size, "
+		    "recipients, timeout, data-timeout, errors, line-length, "
+		    "sessions, connections, connections-per-ip, "
+		    "connection-rate, auth-failures or greeting-delay", name);
+		return;
+	}
+	if (limits[i].duration) {
+		if ((strcmp(value, "0") == 0 ? (n = 0, 0) :
+		    parse_duration(value, &n)) == -1 || n < limits[i].min ||
+		    n > limits[i].max) {
+			cfg_error(line, "bad duration \"%s\" for limit %s: %llds "
+			    "to %llds, a number of seconds or with s, m or h",
+			    value, name, limits[i].min, limits[i].max);
+			return;
+		}
+	} else if (parse_count(line, name, value, limits[i].min,
+	    limits[i].max, &n) == -1)
+		return;
+	if (strcmp(name, "auth-failures") == 0)
+		p.conf->auth_failures = (int)n;
+	else if (strcmp(name, "connection-rate") == 0)
+		p.conf->conn_rate = (int)n;
+	else if (strcmp(name, "connections") == 0)
+		p.conf->max_conn = (int)n;
+	else if (strcmp(name, "connections-per-ip") == 0)
+		p.conf->max_conn_per_ip = (int)n;
+	else if (strcmp(name, "data-timeout") == 0)
+		p.conf->data_timeout = (time_t)n;
+	else if (strcmp(name, "errors") == 0)
+		p.conf->max_errors = (int)n;
+	else if (strcmp(name, "greeting-delay") == 0)
+		p.conf->greeting_delay = (time_t)n;
+	else if (strcmp(name, "line-length") == 0)
+		p.conf->max_line = (size_t)n;
+	else if (strcmp(name, "sessions") == 0)
+		p.conf->sessions_per_worker = (int)n;
+}
+
+/* `store mongo "URI"`, `store inline-max SIZE`, `store quota SIZE`. */
+static void
+store_set(int line, const char *what, const char *value)
+{
+	long long	n;
+
+	if (strcmp(what, "mongo") == 0) {
+		if (strncmp(value, "mongodb://", 10) != 0 &&
+		    strncmp(value, "mongodb+srv://", 14) != 0)
+			cfg_error(line, "store mongo: \"%.64s\" is not a "
+			    "mongodb:// URI", value);
+		else if (strlcpy(p.conf->store_uri, value,
+		    sizeof(p.conf->store_uri)) >= sizeof(p.conf->store_uri))
+			cfg_error(line, "store mongo: URI too long");
+		return;
+	}
+	if (strcmp(what, "inline-max") != 0 && strcmp(what, "quota") != 0) {
+		cfg_error(line, "unknown store option \"%.64s\": mongo, "
+		    "inline-max or quota", what);
+		return;
+	}
+	if (strcmp(value, "0") == 0)
+		n = 0;
+	else if (parse_scaled(value, "KMG", 1024, 1LL << 50, &n) == -1) {
+		cfg_error(line, "bad size \"%s\" for store %s: bytes with an "
+		    "optional K, M or G", value, what);
+		return;
+	}
+	if (strcmp(what, "inline-max") == 0) {
+		/* A BSON document is at most 16 MiB, with the rest. */
+		if (n > 8 * 1024 * 1024)
+			cfg_error(line, "store inline-max: at most 8M");
+		else
+			p.conf->store_inline_max = (size_t)n;
+	} else
+		p.conf->store_quota = (uint64_t)n;
+}
+
+/* `action NAME mongo [alias <t>] [users <t>]` */
+static void
+mongo_begin(int line, char *name)
+{
+	struct action	*a;
+
+	p.ma = NULL;
+	if (strlen(name) >= ACTION_MAX || !name_is_valid(name)) {
+		cfg_error(line, "bad action name \"%s\": letters, digits, "
+		    "\"-\", \"_\" and \".\", at most %d", name, ACTION_MAX - 1);
+	} else if (config_action(p.conf, name) != NULL) {
+		cfg_error(line, "action \"%s\" is already defined", name);
+	} else if ((a = calloc(1, sizeof(*a))) == NULL) {
+		cfg_error(line, "%s", strerror(errno));
+	} else {
+		(void)strlcpy(a->name, name, sizeof(a->name));
+		a->type = ACTION_MONGO;
+		a->lineno = line;
+		p.ma = a;
+	}
+	free(name);
+}
+
+static void
+mongo_table(int line, int users, const char *name)
+{
+	struct table	*t = table_ref(line, name);
+
+	if (p.ma == NULL)
+		return;
+	if (users)
+		p.ma->users = t;
+	else
+		p.ma->alias = t;
+}
+
+static void
+mongo_end(void)
+{
+	if (p.ma == NULL)
+		return;
+	if (p.conf->store_uri[0] == '\0') {
+		cfg_error(p.ma->lineno, "action \"%s\": mongo needs `store "
+		    "mongo \"mongodb://...\"` before it", p.ma->name);
+		free(p.ma);
+	} else
+		TAILQ_INSERT_TAIL(&p.conf->actions, p.ma, entry);
+	p.ma = NULL;
+}
 static void
 set_retry(int line, const char *min, const char *max)
 {
@@ -1357,9 +1872,24 @@ table_file(int line, char *src)
 
 	if (p.tbl == NULL)
 		goto done;
+	if (strncmp(src, "mongo:", 6) == 0) {
+		/* Looked up in the store's database, by _id, when asked. */
+		if (!name_is_valid(src + 6) || strlen(src + 6) >=
+		    sizeof(p.tbl->remote))
+			cfg_error(line, "table %s: bad collection name \"%s\"",
+			    p.tbl->name, src + 6);
+		else if (p.conf->store_uri[0] == '\0')
+			cfg_error(line, "table %s: mongo: tables need `store "
+			    "mongo \"mongodb://...\"` before them",
+			    p.tbl->name);
+		else
+			(void)strlcpy(p.tbl->remote, src + 6,
+			    sizeof(p.tbl->remote));
+		goto done;
+	}
 	if (strncmp(src, "file:", 5) != 0) {
 		cfg_error(line, "table %s: unknown source \"%s\": use "
-		    "file:/path or { ... }", p.tbl->name, src);
+		    "file:/path, mongo:COLLECTION or { ... }", p.tbl->name, src);
 		goto done;
 	}
 	if (src[5] != '/') {
@@ -1939,7 +2469,10 @@ config_parse_flags(const char *path, const char *text,
 		table_free(p.tbl);
 		p.tbl = NULL;
 	}
+	free(p.ma);
+	p.ma = NULL;
 	refs_resolve();
+	pki_check_all();
 
 	for (i = 0; i < p.errn; i++) {
 		if (p.errv[i] == NULL)

@@ -47,6 +47,13 @@ enum imsg_type {
 	IMSG_POLICY_RCPT,	/* str client_addr, u32 client_local, str helo,
 				   str auth_user, str sender, str rcpt */
 	IMSG_POLICY_RCPT_RES,	/* u32 code, str text, u32 n, n x dlv */
+	/* smtp-worker -> policy, per session: connection limits, AUTH */
+	IMSG_POLICY_CONNECT,	/* str client_addr */
+	IMSG_POLICY_CONNECT_RES, /* u32 code (220 or 421), str text */
+	IMSG_POLICY_DISCONNECT,	/* empty: the session that CONNECTed ended */
+	IMSG_POLICY_AUTH,	/* str client_addr, str table, str user,
+				   str password */
+	IMSG_POLICY_AUTH_RES,	/* u32 code (235, 454, 535), str text */
 
 	/* smtp-worker <-> queue; peerid = session id */
 	IMSG_QUEUE_CREATE,	/* empty */
@@ -64,8 +71,9 @@ enum imsg_type {
 
 	/* queue <-> deliver-worker; peerid = batch id */
 	IMSG_DELIVER_BATCH,	/* str msgid, str sender, u32 n, n x (u32 index, dlv),
-				   optionally str envid, u32 ret (DSN_RET_*) for
-				   relaying; fd: the message, O_RDONLY */
+				   str envid, u32 ret (DSN_RET_*), str helo,
+				   str client_addr, str auth_user, str proto,
+				   i64 received; fd: the message, O_RDONLY */
 	IMSG_DELIVER_RESULT,	/* u32 index, u32 status (enum dlv_status), str text */
 	IMSG_DELIVER_DONE,	/* empty: every recipient of the batch reported */
 

@@ -163,15 +163,53 @@ lower_copy(const char *s, char *out, size_t outsz)
 	return 0;
 }
 
+unsigned long		 table_errors;
+static table_remote_fn	 remote_lookup;
+
+void
+table_set_remote(table_remote_fn fn)
+{
+	remote_lookup = fn;
+}
+
+static const struct table_entry *
+remote_get(struct table *t, const char *key)
+{
+	int	r;
+
+	if (remote_lookup == NULL)
+		return NULL;
+	(void)strlcpy(t->fetched_key, key, sizeof(t->fetched_key));
+	t->fetched_value[0] = '\0';
+	r = remote_lookup(t, t->fetched_key, t->fetched_value,
+	    sizeof(t->fetched_value));
+	if (r == -1)
+		table_errors++;
+	if (r != 1)
+		return NULL;
+	t->fetched.key = t->fetched_key;
+	t->fetched.value = t->fetched_value[0] != '\0' ? t->fetched_value :
+	    NULL;
+	return &t->fetched;
+}
+
+/*
+ * For a remote table the entry stays valid until the next lookup in the
+ * same table.
+ */
 const struct table_entry *
 table_lookup(struct table *t, const char *key)
 {
 	struct table_entry	 k;
 	char			 buf[TABLE_KEY_MAX];
 
-	if (t == NULL || key == NULL || t->n == 0)
+	if (t == NULL || key == NULL)
 		return NULL;
 	if (lower_copy(key, buf, sizeof(buf)) == -1)
+		return NULL;
+	if (t->remote[0] != '\0')
+		return remote_get(t, buf);
+	if (t->n == 0)
 		return NULL;
 	table_finish(t);
 	k.key = buf;

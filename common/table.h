@@ -18,14 +18,36 @@ struct table_entry {
 	char	*value;		/* NULL for a list entry */
 };
 
+#define TABLE_VALUE_MAX	4096	/* a value fetched from a remote table */
+
+/*
+ * A remote table (`table NAME mongo:COLLECTION`) holds no entries: each
+ * lookup asks the process's remote backend, which only the processes that
+ * need it install (policy).  Elsewhere such a table finds nothing.
+ */
 struct table {
 	TAILQ_ENTRY(table)	 entry;
 	char			 name[TABLE_NAME_MAX];
 	char			 path[1024];	/* "" for inline tables */
+	char			 remote[256];	/* "" or the collection name */
 	struct table_entry	*entries;
 	size_t			 n, cap;
 	int			 sorted;
+	struct table_entry	 fetched;	/* the last remote result */
+	char			 fetched_key[512];
+	char			 fetched_value[TABLE_VALUE_MAX];
 };
+
+/*
+ * The remote backend: 1 and the value ("" for a list entry) when the key is
+ * there, 0 when it is not, -1 when the lookup failed (then table_errors is
+ * incremented and the lookup finds nothing: callers that must tell "no"
+ * from "cannot say now" compare table_errors before and after).
+ */
+typedef int (*table_remote_fn)(struct table *, const char *key, char *value,
+    size_t valuesz);
+void		 table_set_remote(table_remote_fn);
+extern unsigned long table_errors;
 
 /*
  * Reports a problem found while loading a table file: `file:line: what`.

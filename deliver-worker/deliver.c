@@ -30,6 +30,11 @@ struct batch {
 	struct channel		*queue;
 	char			 msgid[MSGID_SIZE];
 	char			 sender[ADDR_MAX];
+	char			 helo[HELO_MAX];
+	char			 client_addr[64];
+	char			 auth_user[256];
+	char			 proto[16];
+	time_t			 received;
 	int			 fd;
 	int			 outstanding;
 };
@@ -219,6 +224,7 @@ dispatch_batch(struct channel *chan, struct imsg *imsg)
 	uint32_t	*idx = NULL, *relay_idx = NULL, n, i, nrelay = 0;
 	char		 envid[ENVID_MAX] = "";
 	uint32_t	 ret = DSN_RET_NONE;
+	int64_t		 received;
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		fatal("calloc");
@@ -238,11 +244,14 @@ dispatch_batch(struct channel *chan, struct imsg *imsg)
 		idx[i] = m_get_u32(&r);
 		dlv_get(&r, &dlvs[i]);
 	}
-	/* Optional: the message's DSN ENVID and RET, for relaying. */
-	if (!r.err && r.left > 0) {
-		m_get_str(&r, envid, sizeof(envid));
-		ret = m_get_u32(&r);
-	}
+	m_get_str(&r, envid, sizeof(envid));
+	ret = m_get_u32(&r);
+	m_get_str(&r, b->helo, sizeof(b->helo));
+	m_get_str(&r, b->client_addr, sizeof(b->client_addr));
+	m_get_str(&r, b->auth_user, sizeof(b->auth_user));
+	m_get_str(&r, b->proto, sizeof(b->proto));
+	received = m_get_i64(&r);
+	b->received = (time_t)received;
 	if (m_end(&r) == -1 || !msgid_is_valid(b->msgid) ||
 	    ret > DSN_RET_HDRS) {
 		free(b);

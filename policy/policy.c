@@ -5,19 +5,25 @@
  */
 #include "autoconf.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "channel.h"
 #include "log.h"
 #include "policy.h"
+#include "ratelimit.h"
 #include "ruleset.h"
 #include "sandbox.h"
 #include "stats.h"
 #include "util.h"
 
 #define CLIENT_CHANNELS_MAX	128
+#define AUTH_FIELD_MAX		256	/* a user name or password, NUL included */
 
 static struct config		*conf;
 static struct event_base	*base;
@@ -26,6 +32,17 @@ static struct channel		*client_chans[CLIENT_CHANNELS_MAX];
 static int			 shutting_down;
 
 static void	policy_client_dispatch(struct channel *, struct imsg *);
+
+/* Windows of the limits: a clock that does not jump with the date. */
+static time_t
+mono_now(void)
+{
+	struct timespec	 ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return time(NULL);
+	return ts.tv_sec;
+}
 
 static void
 reply(struct channel *chan, uint32_t type, uint32_t id, int code,
@@ -123,9 +140,107 @@ policy_rcpt(struct channel *chan, struct imsg *imsg)
 	rcpt_result_clear(&res);
 }
 
+/* Before the greeting: may this client connect now? */
+static void
+policy_connect(struct channel *chan, struct imsg *imsg)
+{
+	struct mreader		 r;
+	char			 addr[64], text[TEXT_MAX];
+	enum limit_verdict	 v;
+
+	m_reader(&r, imsg);
+	m_get_str(&r, addr, sizeof(addr));
+	if (m_end(&r) == -1) {
+		channel_malformed(chan, imsg);
+		return;
+	}
+	v = limits_connect((uint64_t)(uintptr_t)chan, imsg->hdr.peerid, addr,
+	    mono_now());
+	stat_set("policy.connections", limits_connections());
+	if (v == LIMIT_OK) {
+		reply(chan, IMSG_POLICY_CONNECT_RES, imsg->hdr.peerid, 220, "",
+		    NULL, 0);
+		return;
+	}
+	(void)snprintf(text, sizeof(text), "4.7.0 %s Error: %s",
+	    conf->hostname, limit_verdict_text(v));
+	log_info("refused connection from %s: %s", addr, limit_verdict_text(v));
+	stat_increment("policy.connect.refused", 1);
+	reply(chan, IMSG_POLICY_CONNECT_RES, imsg->hdr.peerid, 421, text, NULL,
+	    0);
+}
+
+static void
+policy_disconnect(struct channel *chan, struct imsg *imsg)
+{
+	limits_disconnect((uint64_t)(uintptr_t)chan, imsg->hdr.peerid);
+	stat_set("policy.connections", limits_connections());
+}
+
+/*
+ * AUTH: the credentials table holds crypt(3) hashes.  The check is
+ * synchronous and costs a hash computation (tens of milliseconds for
+ * yescrypt): it is the price of not keeping weak hashes.
+ */
+static void
+policy_auth(struct channel *chan, struct imsg *imsg)
+{
+	struct mreader	 r;
+	struct table	*t;
+	char		 addr[64], tname[TABLE_NAME_MAX], user[AUTH_FIELD_MAX];
+	char		 pass[AUTH_FIELD_MAX];
+	enum auth_result res;
+	time_t		 now = mono_now();
+
+	m_reader(&r, imsg);
+	m_get_str(&r, addr, sizeof(addr));
+	m_get_str(&r, tname, sizeof(tname));
+	m_get_str(&r, user, sizeof(user));
+	m_get_str(&r, pass, sizeof(pass));
+	if (m_end(&r) == -1) {
+		explicit_bzero(pass, sizeof(pass));
+		channel_malformed(chan, imsg);
+		return;
+	}
+	if (limits_auth_blocked(addr, now)) {
+		explicit_bzero(pass, sizeof(pass));
+		log_info("auth: client=%s, user=%s: refused, too many failures",
+		    addr, user);
+		stat_increment("policy.auth.blocked", 1);
+		reply(chan, IMSG_POLICY_AUTH_RES, imsg->hdr.peerid, 454,
+		    "4.7.0 Too many authentication failures, try again later",
+		    NULL, 0);
+		return;
+	}
+	if ((t = config_table(conf, tname)) == NULL)
+		res = AUTH_TEMPFAIL;
+	else
+		res = auth_verify(t, user, pass);
+	explicit_bzero(pass, sizeof(pass));
+	switch (res) {
+	case AUTH_OK:
+		log_info("auth: client=%s, user=%s: ok", addr, user);
+		reply(chan, IMSG_POLICY_AUTH_RES, imsg->hdr.peerid, 235,
+		    "2.7.0 Authentication successful", NULL, 0);
+		break;
+	case AUTH_FAIL:
+		limits_auth_failed(addr, now);
+		log_info("auth: client=%s, user=%s: failed", addr, user);
+		reply(chan, IMSG_POLICY_AUTH_RES, imsg->hdr.peerid, 535,
+		    "5.7.8 Authentication credentials invalid", NULL, 0);
+		break;
+	default:
+		log_warnx("auth: client=%s, user=%s: cannot check the "
+		    "credentials table <%s> now", addr, user, tname);
+		reply(chan, IMSG_POLICY_AUTH_RES, imsg->hdr.peerid, 454,
+		    "4.7.0 Temporary authentication failure", NULL, 0);
+	}
+}
+
 static void
 client_closed(struct channel *chan, int malformed)
 {
+	limits_owner_gone((uint64_t)(uintptr_t)chan);
 	if (malformed)
 		proc_report_bad_peer(master_chan, chan);
 	for (int i = 0; i < CLIENT_CHANNELS_MAX; i++)
@@ -166,6 +281,15 @@ policy_client_dispatch(struct channel *chan, struct imsg *imsg)
 		break;
 	case IMSG_POLICY_RCPT:
 		policy_rcpt(chan, imsg);
+		break;
+	case IMSG_POLICY_CONNECT:
+		policy_connect(chan, imsg);
+		break;
+	case IMSG_POLICY_DISCONNECT:
+		policy_disconnect(chan, imsg);
+		break;
+	case IMSG_POLICY_AUTH:
+		policy_auth(chan, imsg);
 		break;
 	default:
 		channel_malformed(chan, imsg);
@@ -218,8 +342,18 @@ policy_main(struct config *c, struct proc_env *env)
 {
 	int	 i;
 
+	struct limits_conf	 lc;
+
 	conf = c;
 	proc_init(env, "policy");
+	memset(&lc, 0, sizeof(lc));
+	lc.conn_total = conf->max_conn;
+	lc.conn_per_ip = conf->max_conn_per_ip;
+	lc.conn_rate = conf->conn_rate;
+	lc.rate_window = 60;
+	lc.auth_failures = conf->auth_failures;
+	lc.auth_window = 300;
+	limits_init(&lc);
 	if (users_load() == -1)
 		fatalx("cannot read the local accounts");
 	sandbox_drop(conf->chroot_path, env->user, env->uid, env->gid);

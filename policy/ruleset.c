@@ -67,7 +67,7 @@ static int	 deliver_user(struct eval *, const struct action *,
 static int	 deliver_relay(struct eval *, const struct action *,
 		    const char *, size_t);
 static const struct match *rule_find(struct config *, int, const char *,
-		    const char *, const char *);
+		    const char *, const char *, const char *);
 static int	 lower_copy(const char *, size_t, char *, size_t);
 static void	 ev_warn(struct eval *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
@@ -102,7 +102,7 @@ ev_warn(struct eval *ev, const char *fmt, ...)
 
 static const struct match *
 rule_find(struct config *conf, int from_local, const char *client,
-    const char *addr, const char *domain)
+    const char *auth_user, const char *addr, const char *domain)
 {
 	const struct match	*m;
 	int			 from, for_;
@@ -117,6 +117,10 @@ rule_find(struct config *conf, int from_local, const char *client,
 			break;
 		case FROM_SRC:
 			from = table_match_addr(m->from_table, client);
+			break;
+		case FROM_AUTH:
+			from = auth_user[0] != '\0' && (m->from_table == NULL ||
+			    table_contains(m->from_table, auth_user));
 			break;
 		default:
 			from = 0;
@@ -464,7 +468,8 @@ eval_addr(struct eval *ev, const char *addr, int from_local,
 	if (lower_copy(addr, llen, local, sizeof(local)) == -1)
 		return OUT_BADADDR;
 
-	if ((m = rule_find(ev->conf, from_local, client, addr, domain)) ==
+	if ((m = rule_find(ev->conf, from_local, client,
+	    ev->q->auth_user != NULL ? ev->q->auth_user : "", addr, domain)) ==
 	    NULL)
 		return OUT_NOMATCH;
 	if (m->reject || m->action == NULL)

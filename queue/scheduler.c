@@ -279,6 +279,11 @@ dispatch_batch(struct qmsg *m, time_t now)
 	m_add_data(&mb, rcpts.data, rcpts.len);
 	m_add_str(&mb, m->envid);	/* DSN parameters passed on by relays */
 	m_add_u32(&mb, m->ret);
+	m_add_str(&mb, m->helo);	/* where it came from, for the store */
+	m_add_str(&mb, m->client_addr);
+	m_add_str(&mb, m->auth_user);
+	m_add_str(&mb, m->proto);
+	m_add_i64(&mb, (int64_t)m->created);
 	channel_send_m(workers[w], IMSG_DELIVER_BATCH, b->id, fd, &mb);
 	m_free(&mb);
 	m_free(&rcpts);

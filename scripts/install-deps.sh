@@ -19,3 +19,10 @@ for svc in postfix dnsmasq; do
 	service "$svc" stop >/dev/null 2>&1 || true
 done
 postfix stop >/dev/null 2>&1 || true
+
+# The MongoDB store (libmongoc, GMime) and TLS/AUTH tests (testssl.sh);
+# the store tests read back with pymongo and run FerretDB, installed by
+# scripts/install-ferretdb.sh with Go (golang-go when no Go is present).
+apt-get install -y -qq --no-install-recommends \
+	libmongoc-dev libbson-dev libgmime-3.0-dev testssl.sh \
+	python3-pymongo >/dev/null

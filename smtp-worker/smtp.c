@@ -102,7 +102,53 @@ add_client(struct mbuf *m, struct smtp_session *s)
 	m_add_str(m, s->client_addr);
 	m_add_u32(m, (uint32_t)s->client_local);
 	m_add_str(m, s->helo);
-	m_add_str(m, "");	/* auth user: none yet */
+	m_add_str(m, s->auth_user);
+}
+
+int
+smtp_policy_connect(struct smtp_session *s)
+{
+	struct mbuf	 m;
+
+	if (policy_chan == NULL || policy_chan->dead)
+		return -1;
+	m_init(&m);
+	m_add_str(&m, s->client_addr);
+	channel_send_m(policy_chan, IMSG_POLICY_CONNECT, s->id, -1, &m);
+	m_free(&m);
+	s->policy_connected = 1;
+	return 0;
+}
+
+void
+smtp_policy_disconnect(struct smtp_session *s)
+{
+	if (!s->policy_connected)
+		return;
+	s->policy_connected = 0;
+	if (policy_chan != NULL && !policy_chan->dead)
+		channel_send(policy_chan, IMSG_POLICY_DISCONNECT, s->id, -1,
+		    NULL, 0);
+}
+
+int
+smtp_policy_auth(struct smtp_session *s, const char *user, const char *pass)
+{
+	struct mbuf	 m;
+
+	if (policy_chan == NULL || policy_chan->dead ||
+	    s->listener->auth == NULL)
+		return -1;
+	m_init(&m);
+	m_add_str(&m, s->client_addr);
+	m_add_str(&m, s->listener->auth->name);
+	m_add_str(&m, user);
+	m_add_str(&m, pass);
+	if (!m.err)
+		channel_send_m(policy_chan, IMSG_POLICY_AUTH, s->id, -1, &m);
+	explicit_bzero(m.data, m.len);
+	m_free(&m);
+	return 0;
 }
 
 int
@@ -201,8 +247,8 @@ smtp_queue_commit(struct smtp_session *s, uint64_t size)
 	m_add_str(&m, s->helo);
 	m_add_str(&m, s->client_addr);
 	m_add_str(&m, "");	/* client name: no reverse DNS */
-	m_add_str(&m, "");	/* auth user */
-	m_add_str(&m, s->esmtp ? "ESMTP" : "SMTP");
+	m_add_str(&m, s->auth_user);
+	m_add_str(&m, smtp_session_proto(s));
 	m_add_str(&m, s->envid);
 	m_add_u32(&m, s->ret);
 	m_add_u32(&m, (uint32_t)s->ndlvs);
@@ -286,6 +332,32 @@ dispatch_policy_rcpt(struct channel *chan, struct imsg *imsg)
 	free(dlv);
 }
 
+/* CONNECT_RES and AUTH_RES: a code and a text. */
+static void
+dispatch_policy_answer(struct channel *chan, struct imsg *imsg)
+{
+	struct smtp_session	*s;
+	struct mreader		 r;
+	char			 text[TEXT_MAX];
+	uint32_t		 code;
+
+	m_reader(&r, imsg);
+	code = m_get_u32(&r);
+	m_get_str(&r, text, sizeof(text));
+	if (m_end(&r) == -1 || code < 200 || code > 599) {
+		channel_malformed(chan, imsg);
+		return;
+	}
+	if ((s = session_find(imsg->hdr.peerid)) == NULL)
+		return;
+	if (imsg->hdr.type == IMSG_POLICY_CONNECT_RES &&
+	    s->state == S_WAIT_CONNECT)
+		smtp_reply_connect(s, (int)code, text);
+	else if (imsg->hdr.type == IMSG_POLICY_AUTH_RES &&
+	    s->state == S_WAIT_AUTH)
+		smtp_reply_auth(s, (int)code, text);
+}
+
 static void
 dispatch_queue_create(struct channel *chan, struct imsg *imsg)
 {
@@ -343,6 +415,10 @@ peer_dispatch(struct channel *chan, struct imsg *imsg)
 		break;
 	case IMSG_POLICY_RCPT_RES:
 		dispatch_policy_rcpt(chan, imsg);
+		break;
+	case IMSG_POLICY_CONNECT_RES:
+	case IMSG_POLICY_AUTH_RES:
+		dispatch_policy_answer(chan, imsg);
 		break;
 	case IMSG_QUEUE_CREATE_RES:
 		dispatch_queue_create(chan, imsg);
@@ -453,14 +529,29 @@ smtp_accept(evutil_socket_t fd, short ev, void *arg)
 				stat_increment("smtp.accept.error.fd", 1);
 				event_del(a->ev);
 				evtimer_add(a->pause_ev, &tv);
-			} else if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED) {
+			} else if (errno == ENOBUFS || errno == ENOMEM) {
 				log_warn("accept");
-				stat_increment("smtp.accept.error", 1);
+				stat_increment("smtp.accept.error.memory", 1);
+			} else if (errno == ECONNABORTED) {
+				stat_increment("smtp.accept.error.aborted", 1);
+			} else if (errno != EAGAIN && errno != EINTR) {
+				log_warn("accept");
+				stat_increment("smtp.accept.error.other", 1);
 			}
 			return;
 		}
 		stat_increment("smtp.connections", 1);
+		if (nsessions >= smtp_conf->sessions_per_worker) {
+			/* Refused here, not queued in the kernel: the client
+			 * hears why and may try another worker or MX. */
+			static const char busy[] = "421 4.7.0 Too many "
+			    "sessions, try again later\r\n";
+
+			stat_increment("smtp.accept.error.sessions", 1);
+			(void)write(s, busy, sizeof(busy) - 1);
+			close(s);
+			continue;
+		}
 		smtp_session_new(s, a->listener, (struct sockaddr *)&ss, len);
 	}
 }
@@ -580,6 +671,9 @@ smtp_main(struct config *conf, struct proc_env *env)
 
 	smtp_conf = conf;
 	proc_init(env, "smtp-worker");
+	/* Certificates and keys are read before the chroot. */
+	if (smtp_tls_init(conf) == -1)
+		fatalx("cannot set up TLS");
 	sandbox_drop(conf->chroot_path, env->user, env->uid, env->gid);
 	if ((smtp_base = event_base_new()) == NULL)
 		fatalx("event_base_new");

@@ -26,6 +26,7 @@ static const struct {
 	{ VERB_STARTTLS,	"STARTTLS" },
 	{ VERB_AUTH,		"AUTH" },
 	{ VERB_BDAT,		"BDAT" },
+	{ VERB_XCLIENT,		"XCLIENT" },
 };
 
 static int	reply(char *, size_t, const char *, ...)

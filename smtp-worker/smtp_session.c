@@ -3,6 +3,12 @@
  * are read from the input buffer one at a time; while a question is out to
  * policy or queue the session stops reading, so pipelined commands wait in
  * the buffer (bounded by a read watermark) and are answered in order.
+ *
+ * Before the first command: [S_PROXY] -> S_WAIT_CONNECT (policy's connection
+ * limits) -> [S_HANDSHAKE for smtps] -> [S_GREETING delay] -> 220 -> S_CMD.
+ * STARTTLS goes S_CMD -> S_HANDSHAKE -> S_CMD with the session forgotten;
+ * AUTH goes S_CMD -> [S_AUTH] -> S_WAIT_AUTH -> S_CMD; BDAT reads its chunk
+ * in S_BDAT; XCLIENT starts again at S_WAIT_CONNECT.
  */
 #include "autoconf.h"
 
@@ -22,6 +28,8 @@
 #include "log.h"
 #include "smtp.h"
 #include "smtp_parse.h"
+#include "smtp_proxy.h"
+#include "smtp_xclient.h"
 #include "stats.h"
 #include "util.h"
 
@@ -45,6 +53,15 @@ static void	cmd_quit(struct smtp_session *, struct smtp_cmd *);
 static void	cmd_vrfy(struct smtp_session *, struct smtp_cmd *);
 static void	cmd_help(struct smtp_session *, struct smtp_cmd *);
 static void	cmd_unimplemented(struct smtp_session *, struct smtp_cmd *);
+static void	cmd_starttls(struct smtp_session *, struct smtp_cmd *);
+static void	cmd_auth(struct smtp_session *, struct smtp_cmd *);
+static void	cmd_bdat(struct smtp_session *, struct smtp_cmd *);
+static void	cmd_xclient(struct smtp_session *, struct smtp_cmd *);
+static void	session_greet(struct smtp_session *);
+static void	session_begin(struct smtp_session *);
+static void	session_set_timeout(struct smtp_session *, time_t);
+static void	session_setup_bev(struct smtp_session *);
+static void	data_finish(struct smtp_session *);
 
 /* Table-driven dispatch: what each verb needs first, and who handles it. */
 #define NEED_HELO	0x1
@@ -68,9 +85,10 @@ static const struct {
 	{ VERB_VRFY,	0,			cmd_vrfy },
 	{ VERB_EXPN,	0,			cmd_unimplemented },
 	{ VERB_HELP,	0,			cmd_help },
-	{ VERB_STARTTLS, 0,			cmd_unimplemented },
-	{ VERB_AUTH,	0,			cmd_unimplemented },
-	{ VERB_BDAT,	0,			cmd_unimplemented },
+	{ VERB_STARTTLS, NO_ARGS,		cmd_starttls },
+	{ VERB_AUTH,	NEED_HELO,		cmd_auth },
+	{ VERB_BDAT,	0,			cmd_bdat },	/* checks its own */
+	{ VERB_XCLIENT,	0,			cmd_xclient },
 };
 
 static void __attribute__((format(printf, 2, 3)))
@@ -111,12 +129,48 @@ session_close_after_reply(struct smtp_session *s)
 	bufferevent_disable(s->bev, EV_READ);
 }
 
+/* Bytes in and out, counted where libevent moves them. */
+static void
+count_in(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	if (info->n_added > 0)
+		stat_increment("smtp.bytes.in", (int64_t)info->n_added);
+}
+
+static void
+count_out(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	if (info->n_deleted > 0)
+		stat_increment("smtp.bytes.out", (int64_t)info->n_deleted);
+}
+
+static void
+session_setup_bev(struct smtp_session *s)
+{
+	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGHWAT);
+	session_set_timeout(s, smtp_conf->smtp_timeout);
+	if (evbuffer_add_cb(bufferevent_get_input(s->bev), count_in, s) ==
+	    NULL || evbuffer_add_cb(bufferevent_get_output(s->bev), count_out,
+	    s) == NULL)
+		log_warnx("%08x: cannot count bytes", s->id);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void
+session_set_timeout(struct smtp_session *s, time_t secs)
+{
+	struct timeval	 tv = { secs, 0 };
+
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
 void
 smtp_session_new(int fd, struct listener *l, struct sockaddr *sa,
     socklen_t salen)
 {
 	struct smtp_session	*s;
-	struct timeval		 tv = { smtp_conf->smtp_timeout, 0 };
 
 	if (!smtp_accepting() || (s = calloc(1, sizeof(*s))) == NULL) {
 		close(fd);
@@ -141,18 +195,100 @@ smtp_session_new(int fd, struct listener *l, struct sockaddr *sa,
 		return;
 	}
 	smtp_session_register(s);
-	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGHWAT);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	s->state = S_CMD;
-	if (s->client_uid != -1)
+	session_setup_bev(s);
+	stat_increment("smtp.connections.active", 1);
+	s->xclient = l->xclient != NULL &&
+	    table_match_addr(l->xclient, s->client_addr);
+	if (s->client_uid != -1) {
 		log_info("%08x: local submission from uid %ld", s->id,
 		    s->client_uid);
-	else
-		log_info("%08x: connect from %s on %s port %d", s->id,
-		    s->client_addr, l->addr, l->port);
+		s->state = S_CMD;
+		reply(s, "220 %s ESMTP mtad", smtp_conf->hostname);
+		return;
+	}
+	if (l->flags & LISTEN_PROXY) {
+		/* The balancer's header first: who the client really is. */
+		s->state = S_PROXY;
+		session_set_timeout(s, SMTP_PROXY_TIMEOUT);
+		return;
+	}
+	log_info("%08x: connect from %s on %s port %d", s->id, s->client_addr,
+	    l->addr, l->port);
+	session_begin(s);
+}
+
+/* Asks policy whether this client may talk (connection limits). */
+static void
+session_begin(struct smtp_session *s)
+{
+	s->state = S_WAIT_CONNECT;
+	if (smtp_policy_connect(s) == -1) {
+		/* No policy now: limits cannot be counted, MAIL will fail. */
+		smtp_reply_connect(s, 220, "");
+	}
+}
+
+static void
+greeting_timer(evutil_socket_t fd, short ev, void *arg)
+{
+	session_greet(arg);
+}
+
+void
+smtp_reply_connect(struct smtp_session *s, int code, const char *text)
+{
+	struct timeval	 tv = { smtp_conf->greeting_delay, 0 };
+
+	if (code != 220) {
+		stat_increment("smtp.connections.refused", 1);
+		reply(s, "%d %s", code, text);
+		session_close_after_reply(s);
+		return;
+	}
+	if ((s->listener->flags & LISTEN_SMTPS) && !s->tls) {
+		if (smtp_tls_start(s) == -1) {
+			log_warnx("%08x: cannot start TLS", s->id);
+			stat_increment("smtp.tls.failed", 1);
+			smtp_session_free(s);
+			return;
+		}
+		session_setup_bev(s);
+		s->state = S_HANDSHAKE;
+		return;
+	}
+	if (smtp_conf->greeting_delay > 0 && !s->xclient) {
+		if (s->timer == NULL && (s->timer = evtimer_new(smtp_base,
+		    greeting_timer, s)) == NULL) {
+			session_greet(s);
+			return;
+		}
+		s->state = S_GREETING;
+		evtimer_add(s->timer, &tv);
+		return;
+	}
+	session_greet(s);
+}
+
+/*
+ * The 220.  A client that spoke before it is no SMTP client that waits
+ * for its turn (RFC 5321 4.3.1): typically a spam engine.  Refused.
+ */
+static void
+session_greet(struct smtp_session *s)
+{
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 &&
+	    !s->xclient) {
+		log_info("%08x: %s talked before the greeting", s->id,
+		    s->client_addr);
+		stat_increment("smtp.dialog.error.early_talker", 1);
+		reply(s, "554 5.5.1 %s Error: talking before the greeting "
+		    "is not allowed", smtp_conf->hostname);
+		session_close_after_reply(s);
+		return;
+	}
+	s->state = S_CMD;
 	reply(s, "220 %s ESMTP mtad", smtp_conf->hostname);
+	session_process(s);
 }
 
 static void
@@ -162,7 +298,8 @@ tx_reset(struct smtp_session *s)
 		fclose(s->datafp);
 		s->datafp = NULL;
 	}
-	if (s->msgid[0] && (s->state == S_DATA || s->state == S_WAIT_DATAFILE))
+	/* Until COMMIT the file is ours (between BDAT chunks too). */
+	if (s->msgid[0] && s->state != S_WAIT_COMMIT)
 		smtp_queue_abort(s->msgid);
 	s->msgid[0] = '\0';
 	s->mail_seen = 0;
@@ -176,8 +313,21 @@ tx_reset(struct smtp_session *s)
 	s->dlvs = NULL;
 	s->ndlvs = 0;
 	s->nrcpt = 0;
+	s->utf8 = 0;
 	s->data_toobig = 0;
 	s->data_ioerr = 0;
+	s->bdat = 0;
+	s->bdat_last = 0;
+}
+
+static void
+sasl_end(struct smtp_session *s)
+{
+	if (s->sasl != NULL) {
+		sasl_clear(s->sasl);
+		free(s->sasl);
+		s->sasl = NULL;
+	}
 }
 
 void
@@ -185,6 +335,11 @@ smtp_session_free(struct smtp_session *s)
 {
 	log_info("%08x: disconnect from %s", s->id, s->client_addr);
 	tx_reset(s);
+	sasl_end(s);
+	smtp_policy_disconnect(s);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	stat_decrement("smtp.connections.active", 1);
 	bufferevent_free(s->bev);
 	smtp_session_unregister(s);
 	free(s);
@@ -216,6 +371,32 @@ cmd_helo(struct smtp_session *s, struct smtp_cmd *cmd)
 		    s->client_addr);
 }
 
+/* AUTH is offered on auth listeners, under TLS unless auth-plaintext. */
+static int
+auth_offered(const struct smtp_session *s)
+{
+	int	 f = s->listener->flags;
+
+	if (!(f & (LISTEN_AUTH | LISTEN_AUTH_OPTIONAL)) ||
+	    s->listener->auth == NULL || s->auth_user[0] != '\0')
+		return 0;
+	return s->tls || (f & LISTEN_AUTH_PLAINTEXT);
+}
+
+const char *
+smtp_session_proto(const struct smtp_session *s)
+{
+	static const char *names[2][2][2] = {
+		/* [utf8][tls][auth] (RFC 3848, RFC 6531) */
+		{ { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+		{ { "UTF8SMTP", "UTF8SMTPA" }, { "UTF8SMTPS", "UTF8SMTPSA" } },
+	};
+
+	if (!s->esmtp)
+		return "SMTP";
+	return names[s->utf8 != 0][s->tls != 0][s->auth_user[0] != '\0'];
+}
+
 static void
 cmd_ehlo(struct smtp_session *s, struct smtp_cmd *cmd)
 {
@@ -227,8 +408,17 @@ cmd_ehlo(struct smtp_session *s, struct smtp_cmd *cmd)
 	reply(s, "250-PIPELINING");
 	reply(s, "250-SIZE %zu", smtp_conf->max_message_size);
 	reply(s, "250-8BITMIME");
+	reply(s, "250-SMTPUTF8");
+	reply(s, "250-CHUNKING");
 	reply(s, "250-DSN");
 	reply(s, "250-ENHANCEDSTATUSCODES");
+	if ((s->listener->flags & LISTEN_TLS) && !s->tls &&
+	    s->listener->ssl_ctx != NULL)
+		reply(s, "250-STARTTLS");
+	if (auth_offered(s))
+		reply(s, "250-AUTH PLAIN LOGIN");
+	if (s->xclient)
+		reply(s, "250-XCLIENT %s", XCLIENT_ATTRIBUTES);
 	reply(s, "250 HELP");
 }
 
@@ -375,6 +565,21 @@ check_mail_params(struct smtp_session *s, struct smtp_path *path)
 				return -1;
 			}
 			strlcpy(s->envid, v, sizeof(s->envid));
+		} else if (strcmp(k, "SMTPUTF8") == 0 && s->esmtp) {
+			if (*v != '\0') {
+				reply(s, "501 5.5.4 SMTPUTF8 takes no value");
+				return -1;
+			}
+			s->utf8 = 1;
+		} else if (strcmp(k, "AUTH") == 0 && s->esmtp &&
+		    (s->listener->flags & (LISTEN_AUTH |
+		    LISTEN_AUTH_OPTIONAL))) {
+			/* RFC 4954 5: the original submitter, informative;
+			 * the identity that counts is our own AUTH. */
+			if (strcmp(v, "<>") != 0 && !xtext_valid(v, 500)) {
+				reply(s, "501 5.5.4 Bad AUTH parameter");
+				return -1;
+			}
 		} else {
 			reply(s, "555 5.5.4 Unsupported parameter %s", k);
 			return -1;
@@ -394,13 +599,29 @@ cmd_mail(struct smtp_session *s, struct smtp_cmd *cmd)
 		s->errors++;
 		return;
 	}
-	if (smtp_parse_path(cmd->args, "FROM:", 1, 0, &path, err,
-	    sizeof(err)) == -1) {
+	if ((s->listener->flags & LISTEN_TLS_REQUIRE) && !s->tls) {
+		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		s->errors++;
+		return;
+	}
+	if ((s->listener->flags & LISTEN_AUTH) && s->auth_user[0] == '\0') {
+		reply(s, "530 5.7.0 Authentication required");
+		s->errors++;
+		return;
+	}
+	/* UTF-8 is allowed only with SMTPUTF8, which follows the address. */
+	if (smtp_parse_path(cmd->args, "FROM:", 1, 1, &path, err,
+	    sizeof(err)) == -1 || (smtp_path_param(&path, "SMTPUTF8") == NULL &&
+	    smtp_parse_path(cmd->args, "FROM:", 1, 0, &path, err,
+	    sizeof(err)) == -1)) {
 		reply(s, "%s", err);
 		s->errors++;
 		return;
 	}
 	if (check_mail_params(s, &path) == -1) {
+		s->utf8 = 0;
+		s->ret = 0;
+		s->envid[0] = '\0';
 		s->errors++;
 		return;
 	}
@@ -419,8 +640,10 @@ smtp_reply_mail(struct smtp_session *s, int code, const char *text)
 	if (code / 100 == 2) {
 		s->mail_seen = 1;
 		log_info("%08x: from=<%s>", s->id, s->sender);
-	} else
+	} else {
 		s->sender[0] = '\0';
+		s->utf8 = 0;
+	}
 	reply(s, "%d %s", code, text);
 	session_process(s);
 }
@@ -431,7 +654,7 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 	struct smtp_path	 path;
 	char			 err[256];
 
-	if (smtp_parse_path(cmd->args, "TO:", 0, 0, &path, err,
+	if (smtp_parse_path(cmd->args, "TO:", 0, s->utf8, &path, err,
 	    sizeof(err)) == -1) {
 		reply(s, "%s", err);
 		s->errors++;
@@ -520,6 +743,11 @@ smtp_reply_rcpt(struct smtp_session *s, int code, const char *text,
 static void
 cmd_data(struct smtp_session *s, struct smtp_cmd *cmd)
 {
+	if (s->bdat) {
+		reply(s, "503 5.5.1 Error: DATA after BDAT in one transaction");
+		s->errors++;
+		return;
+	}
 	if (smtp_queue_create(s) == -1) {
 		reply(s, "451 4.3.0 Temporary failure, try again later");
 		return;
@@ -536,13 +764,15 @@ write_received(struct smtp_session *s)
 	if (s->client_uid != -1)
 		fprintf(s->datafp, "Received: from %s (local uid %ld)\r\n\tby "
 		    "%s (mtad) with %s id %s", s->helo, s->client_uid,
-		    smtp_conf->hostname, s->esmtp ? "ESMTP" : "SMTP",
-		    s->msgid);
+		    smtp_conf->hostname, smtp_session_proto(s), s->msgid);
 	else
 		fprintf(s->datafp, "Received: from %s ([%s])\r\n\tby %s "
 		    "(mtad) with %s id %s", s->helo, s->client_addr,
-		    smtp_conf->hostname, s->esmtp ? "ESMTP" : "SMTP",
-		    s->msgid);
+		    smtp_conf->hostname, smtp_session_proto(s), s->msgid);
+	if (s->tls && s->tls_info[0] != '\0')
+		fprintf(s->datafp, "\r\n\t(%s)", s->tls_info);
+	if (s->auth_user[0] != '\0')
+		fprintf(s->datafp, "\r\n\t(authenticated as %s)", s->auth_user);
 	if (s->nrcpt == 1 && s->ndlvs > 0)
 		fprintf(s->datafp, "\r\n\tfor <%s>", s->dlvs[0].orig);
 	fprintf(s->datafp, ";\r\n\t%s\r\n", date);
@@ -558,12 +788,30 @@ note_ioerr(struct smtp_session *s)
 		    IOERR_NOSPACE : IOERR_OTHER;
 }
 
+static enum data_mode
+data_mode(const struct smtp_session *s)
+{
+	int	 norm = s->listener->flags & LISTEN_NORMALIZE;
+
+	if (s->bdat)
+		return norm ? DM_RAW_NORMALIZE : DM_RAW;
+	return norm ? DM_DATA_NORMALIZE : DM_DATA;
+}
+
 void
 smtp_reply_create(struct smtp_session *s, int status, const char *msgid,
     int fd)
 {
 	s->state = S_CMD;
 	if (status != QUEUE_OK) {
+		if (s->bdat) {
+			/* The chunk is on its way: read it, then answer. */
+			s->bdat_failed = status == QUEUE_NOSPACE ?
+			    IOERR_NOSPACE : IOERR_OTHER;
+			s->state = S_BDAT;
+			session_process(s);
+			return;
+		}
 		if (status == QUEUE_NOSPACE)
 			reply(s, "452 4.3.1 Insufficient system storage");
 		else
@@ -582,10 +830,16 @@ smtp_reply_create(struct smtp_session *s, int status, const char *msgid,
 		return;
 	}
 	setvbuf(s->datafp, NULL, _IOFBF, 65536);
-	data_parser_init(&s->dp);
-	s->state = S_DATA;
+	data_parser_init(&s->dp, data_mode(s));
 	if (write_received(s) == -1)
 		note_ioerr(s);
+	session_set_timeout(s, smtp_conf->data_timeout);
+	if (s->bdat) {
+		s->state = S_BDAT;
+		session_process(s);
+		return;
+	}
+	s->state = S_DATA;
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	session_process(s);
 }
@@ -593,16 +847,27 @@ smtp_reply_create(struct smtp_session *s, int status, const char *msgid,
 static void
 data_finish(struct smtp_session *s)
 {
+	char	 tail[2];
+	size_t	 n;
 	long	 size;
 
+	session_set_timeout(s, smtp_conf->smtp_timeout);
+	/* BDAT: a CR held back at the end of the last chunk. */
+	n = data_parser_finish(&s->dp, tail);
+	if (n > 0 && !s->data_toobig && !s->data_ioerr &&
+	    fwrite(tail, 1, n, s->datafp) != n)
+		note_ioerr(s);
+	if (s->dp.size > smtp_conf->max_message_size)
+		s->data_toobig = 1;
 	if (fflush(s->datafp) == EOF || ferror(s->datafp))
 		note_ioerr(s);
 	size = ftell(s->datafp);
 	fclose(s->datafp);
 	s->datafp = NULL;
 
-	if (s->data_toobig || s->data_ioerr || s->dp.bare_lf || s->dp.bare_cr ||
-	    size < 0) {
+	if (s->data_toobig || s->data_ioerr || size < 0 ||
+	    (!(s->listener->flags & LISTEN_NORMALIZE) &&
+	    (s->dp.bare_lf || s->dp.bare_cr))) {
 		smtp_queue_abort(s->msgid);
 		s->msgid[0] = '\0';
 		if (s->data_toobig)
@@ -699,6 +964,373 @@ cmd_unimplemented(struct smtp_session *s, struct smtp_cmd *cmd)
 {
 	reply(s, "502 5.5.1 Error: command not implemented");
 	s->errors++;
+}
+
+/* ---- STARTTLS (RFC 3207) ------------------------------------------------ */
+
+static void
+cmd_starttls(struct smtp_session *s, struct smtp_cmd *cmd)
+{
+	if (!(s->listener->flags & LISTEN_TLS) || s->listener->ssl_ctx == NULL) {
+		reply(s, "502 5.5.1 Error: command not implemented");
+		s->errors++;
+		return;
+	}
+	if (s->tls) {
+		reply(s, "503 5.5.1 Error: TLS already active");
+		s->errors++;
+		return;
+	}
+	if (s->mail_seen) {
+		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		s->errors++;
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	if (smtp_tls_start(s) == -1) {
+		log_warnx("%08x: cannot start TLS", s->id);
+		stat_increment("smtp.tls.failed", 1);
+		reply(s, "454 4.7.0 TLS not available due to temporary reason");
+		return;
+	}
+	session_setup_bev(s);
+	s->state = S_HANDSHAKE;
+}
+
+/* The handshake is over: RFC 3207 4.2, forget what the client said. */
+static void
+tls_established(struct smtp_session *s)
+{
+	s->tls = 1;
+	smtp_tls_describe(s);
+	stat_increment("smtp.tls.handshakes", 1);
+	log_info("%08x: TLS established with %s: %s", s->id, s->client_addr,
+	    s->tls_info);
+	if (s->listener->flags & LISTEN_SMTPS) {
+		s->state = S_WAIT_CONNECT;
+		smtp_reply_connect(s, 220, "");
+		return;
+	}
+	tx_reset(s);
+	s->helo_seen = 0;
+	s->esmtp = 0;
+	s->helo[0] = '\0';
+	s->state = S_CMD;
+	session_process(s);
+}
+
+/* ---- AUTH (RFC 4954) ---------------------------------------------------- */
+
+static void
+auth_answer(struct smtp_session *s, enum sasl_status st, const char *chal)
+{
+	switch (st) {
+	case SASL_CONTINUE:
+		reply(s, "334 %s", chal);
+		s->state = S_AUTH;
+		return;
+	case SASL_DONE:
+		if (smtp_policy_auth(s, s->sasl->user, s->sasl->pass) == -1) {
+			sasl_end(s);
+			reply(s, "454 4.7.0 Temporary authentication failure");
+			return;
+		}
+		/* The password has left; the name stays for the answer. */
+		explicit_bzero(s->sasl->pass, sizeof(s->sasl->pass));
+		s->state = S_WAIT_AUTH;
+		return;
+	case SASL_BADMECH:
+		reply(s, "504 5.5.4 Unrecognized authentication type");
+		break;
+	case SASL_CANCEL:
+		reply(s, "501 5.7.0 Authentication cancelled");
+		break;
+	default:
+		reply(s, "501 5.5.2 Cannot decode response");
+		break;
+	}
+	s->errors++;
+	sasl_end(s);
+	s->state = S_CMD;
+}
+
+static void
+cmd_auth(struct smtp_session *s, struct smtp_cmd *cmd)
+{
+	char	 args[SASL_LINE_MAX], chal[SASL_CHALLENGE_MAX];
+	char	*mech, *initial;
+	int	 f = s->listener->flags;
+
+	if (s->auth_user[0] != '\0') {
+		reply(s, "503 5.5.1 Error: already authenticated");
+		s->errors++;
+		return;
+	}
+	if (!(f & (LISTEN_AUTH | LISTEN_AUTH_OPTIONAL))) {
+		reply(s, "503 5.5.1 Error: authentication not enabled");
+		s->errors++;
+		return;
+	}
+	if (!auth_offered(s)) {
+		reply(s, "538 5.7.11 Encryption required for requested "
+		    "authentication mechanism");
+		s->errors++;
+		return;
+	}
+	if (s->mail_seen) {
+		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		s->errors++;
+		return;
+	}
+	if (strlcpy(args, cmd->args, sizeof(args)) >= sizeof(args)) {
+		reply(s, "501 5.5.2 Cannot decode response");
+		s->errors++;
+		return;
+	}
+	initial = args;
+	mech = strsep(&initial, " ");
+	if (mech == NULL || *mech == '\0' ||
+	    (initial != NULL && strchr(initial, ' ') != NULL)) {
+		reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+		s->errors++;
+		return;
+	}
+	if ((s->sasl = calloc(1, sizeof(*s->sasl))) == NULL) {
+		reply(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	auth_answer(s, sasl_start(s->sasl, mech, initial, chal, sizeof(chal)),
+	    chal);
+	explicit_bzero(args, sizeof(args));
+}
+
+static void
+auth_line(struct smtp_session *s, char *line)
+{
+	char	 chal[SASL_CHALLENGE_MAX];
+
+	auth_answer(s, sasl_step(s->sasl, line, chal, sizeof(chal)), chal);
+}
+
+void
+smtp_reply_auth(struct smtp_session *s, int code, const char *text)
+{
+	s->state = S_CMD;
+	if (code == 235) {
+		(void)strlcpy(s->auth_user, s->sasl->user,
+		    sizeof(s->auth_user));
+		stat_increment("smtp.auth.success", 1);
+		log_info("%08x: authenticated as %s", s->id, s->auth_user);
+		reply(s, "%d %s", code, text);
+	} else {
+		stat_increment("smtp.auth.failure", 1);
+		reply(s, "%d %s", code, text);
+		if (code / 100 == 5 &&
+		    ++s->auth_failures >= SMTP_AUTH_TRIES_MAX) {
+			sasl_end(s);
+			reply(s, "421 4.7.0 %s Error: too many failed "
+			    "authentication attempts", smtp_conf->hostname);
+			session_close_after_reply(s);
+			return;
+		}
+	}
+	sasl_end(s);
+	session_process(s);
+}
+
+/* ---- BDAT (RFC 3030) ---------------------------------------------------- */
+
+/*
+ * "BDAT size [LAST]".  Whatever is wrong with the transaction, a chunk
+ * with a readable size is read and thrown away before the answer, so
+ * that its bytes are never taken as commands.
+ */
+static void
+cmd_bdat(struct smtp_session *s, struct smtp_cmd *cmd)
+{
+	char			 buf[64], *p = NULL, *end;
+	unsigned long long	 n;
+	const char		*refuse = NULL;
+	int			 bad;
+
+	bad = strlcpy(buf, cmd->args, sizeof(buf)) >= sizeof(buf);
+	if (!bad && (p = strchr(buf, ' ')) != NULL) {
+		*p++ = '\0';
+		bad = strcasecmp(p, "LAST") != 0;
+	}
+	if (bad) {
+		reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		s->errors++;
+		return;
+	}
+	errno = 0;
+	n = strtoull(buf, &end, 10);
+	if (buf[0] < '0' || buf[0] > '9' || *end != '\0' || errno != 0 ||
+	    n > INT64_MAX) {
+		reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		s->errors++;
+		return;
+	}
+	if (!s->helo_seen)
+		refuse = "503 5.5.1 Error: send HELO/EHLO first";
+	else if (!s->mail_seen)
+		refuse = "503 5.5.1 Error: need MAIL command";
+	else if (s->nrcpt == 0)
+		refuse = "503 5.5.1 Error: need RCPT command";
+	s->bdat_left = n;
+	s->bdat_last = p != NULL;
+	if (refuse != NULL) {
+		s->bdat_failed = -1;
+		s->errors++;
+		tx_reset(s);
+		log_debug("%08x: %s", s->id, refuse);
+		s->state = S_BDAT;
+		return;
+	}
+	if (s->bdat && s->msgid[0] != '\0') {
+		s->state = S_BDAT;
+		return;
+	}
+	s->bdat = 1;
+	if (smtp_queue_create(s) == -1) {
+		s->bdat_failed = IOERR_OTHER;
+		s->state = S_BDAT;
+		return;
+	}
+	s->state = S_WAIT_DATAFILE;
+}
+
+/* The chunk has been read: answer it. */
+static void
+bdat_chunk_done(struct smtp_session *s)
+{
+	s->state = S_CMD;
+	if (s->bdat_failed != 0) {
+		if (s->bdat_failed == -1)
+			reply(s, "503 5.5.1 Error: no valid transaction for "
+			    "BDAT");
+		else if (s->bdat_failed == IOERR_NOSPACE)
+			reply(s, "452 4.3.1 Insufficient system storage");
+		else
+			reply(s, "451 4.3.0 Error: queue file write error");
+		s->bdat_failed = 0;
+		tx_reset(s);
+		session_set_timeout(s, smtp_conf->smtp_timeout);
+		return;
+	}
+	if (s->bdat_last) {
+		data_finish(s);
+		return;
+	}
+	reply(s, "250 2.0.0 %llu octets received",
+	    (unsigned long long)s->dp.size);
+}
+
+/* Feeds up to bdat_left buffered bytes to the parser; 1 at chunk end. */
+static int
+bdat_consume(struct smtp_session *s, struct evbuffer *in)
+{
+	char	 buf[DATA_CHUNK], out[2 * DATA_CHUNK + 2];
+	size_t	 n, outlen;
+	ev_ssize_t got;
+
+	while (s->bdat_left > 0) {
+		n = s->bdat_left < sizeof(buf) ? (size_t)s->bdat_left :
+		    sizeof(buf);
+		if ((got = evbuffer_remove(in, buf, n)) <= 0)
+			return 0;
+		s->bdat_left -= (uint64_t)got;
+		if (s->bdat_failed != 0 || s->datafp == NULL)
+			continue;
+		(void)data_parser_feed(&s->dp, buf, (size_t)got, out, &outlen);
+		if (s->dp.size > smtp_conf->max_message_size)
+			s->data_toobig = 1;
+		if (!s->data_toobig && !s->data_ioerr && outlen > 0 &&
+		    fwrite(out, 1, outlen, s->datafp) != outlen)
+			note_ioerr(s);
+	}
+	return 1;
+}
+
+/* ---- XCLIENT (Postfix's, as nginx's mail proxy speaks it) -------------- */
+
+static void
+cmd_xclient(struct smtp_session *s, struct smtp_cmd *cmd)
+{
+	struct xclient	 xc;
+	char		 err[256];
+
+	if (!s->xclient) {
+		reply(s, "550 5.7.0 Error: insufficient authorization");
+		s->errors++;
+		return;
+	}
+	if (s->mail_seen) {
+		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		s->errors++;
+		return;
+	}
+	if (xclient_parse(cmd->args, &xc, err, sizeof(err)) == -1) {
+		reply(s, "%s", err);
+		s->errors++;
+		return;
+	}
+	if (xc.has_addr && xc.addr[0] != '\0') {
+		(void)strlcpy(s->client_addr, xc.addr, sizeof(s->client_addr));
+		s->client_local = 0;
+	}
+	if (xc.has_login)
+		(void)strlcpy(s->auth_user, xc.login, sizeof(s->auth_user));
+	if (xc.has_helo)
+		(void)strlcpy(s->helo, xc.helo, sizeof(s->helo));
+	log_info("%08x: XCLIENT: client %s%s%s", s->id, s->client_addr,
+	    s->auth_user[0] ? ", login " : "", s->auth_user);
+	/* A new client as far as limits and the dialogue go. */
+	tx_reset(s);
+	s->helo_seen = 0;
+	s->esmtp = 0;
+	smtp_policy_disconnect(s);
+	session_begin(s);
+}
+
+/* ---- PROXY protocol ----------------------------------------------------- */
+
+static void
+proxy_header(struct smtp_session *s, struct evbuffer *in)
+{
+	struct proxy_result	 pr;
+	size_t			 len = evbuffer_get_length(in);
+	unsigned char		*p;
+
+	if (len > PROXY_HDR_MAX)
+		len = PROXY_HDR_MAX;
+	if ((p = evbuffer_pullup(in, (ev_ssize_t)len)) == NULL)
+		return;
+	switch (proxy_v2_parse(p, len, &pr)) {
+	case PROXY_NEED_MORE:
+		if (len < PROXY_HDR_MAX)
+			return;
+		/* FALLTHROUGH */
+	case PROXY_BAD:
+		log_info("%08x: bad PROXY header from %s", s->id,
+		    s->client_addr);
+		stat_increment("smtp.dialog.error.proxy", 1);
+		smtp_session_free(s);
+		return;
+	case PROXY_DONE:
+		break;
+	}
+	evbuffer_drain(in, pr.consumed);
+	if (!pr.local) {
+		memcpy(&s->ss, &pr.src, sizeof(s->ss));
+		sockaddr_text((struct sockaddr *)&pr.src, s->client_addr,
+		    sizeof(s->client_addr));
+		s->client_local = sockaddr_is_local((struct sockaddr *)&pr.src);
+	}
+	log_info("%08x: connect from %s (proxied) on %s port %d", s->id,
+	    s->client_addr, s->listener->addr, s->listener->port);
+	session_set_timeout(s, smtp_conf->smtp_timeout);
+	session_begin(s);
 }
 
 /* ---- input -------------------------------------------------------------- */
@@ -808,11 +1440,15 @@ session_process(struct smtp_session *s)
 		if (s->state == S_CMD && !smtp_accepting() &&
 		    shutdown_check(s, in))
 			return;
-		if (s->errors >= SMTP_ERRORS_MAX) {
+		if (s->errors >= smtp_conf->max_errors) {
 			reply(s, "421 4.7.0 %s Error: too many errors",
 			    smtp_conf->hostname);
 			stat_increment("smtp.dialog.error.too_many_errors", 1);
 			session_close_after_reply(s);
+			return;
+		}
+		if (s->state == S_PROXY) {
+			proxy_header(s, in);
 			return;
 		}
 		if (s->state == S_DATA) {
@@ -821,18 +1457,24 @@ session_process(struct smtp_session *s)
 			data_finish(s);
 			continue;
 		}
-		if (s->state != S_CMD)
+		if (s->state == S_BDAT) {
+			if (!bdat_consume(s, in))
+				return;
+			bdat_chunk_done(s);
+			continue;
+		}
+		if (s->state != S_CMD && s->state != S_AUTH)
 			return;		/* waiting for an answer */
 		p = evbuffer_search_eol(in, NULL, &len, EVBUFFER_EOL_CRLF);
 		if (p.pos == -1) {
-			if (evbuffer_get_length(in) >= SMTP_LINE_MAX) {
+			if (evbuffer_get_length(in) >= smtp_conf->max_line) {
 				reply(s, "500 5.5.2 Error: line too long");
 				stat_increment("smtp.dialog.error.line_too_long", 1);
 				session_close_after_reply(s);
 			}
 			return;
 		}
-		if ((size_t)p.pos + len > SMTP_LINE_MAX) {
+		if ((size_t)p.pos + len > smtp_conf->max_line) {
 			reply(s, "500 5.5.2 Error: line too long");
 			stat_increment("smtp.dialog.error.line_too_long", 1);
 			session_close_after_reply(s);
@@ -848,7 +1490,11 @@ session_process(struct smtp_session *s)
 			s->errors++;
 			continue;
 		}
-		handle_command(s, line);
+		if (s->state == S_AUTH)
+			auth_line(s, line);
+		else
+			handle_command(s, line);
+		explicit_bzero(line, strlen(line));
 		free(line);
 		if (s->state == S_QUIT)
 			return;
@@ -866,12 +1512,48 @@ session_read(struct bufferevent *bev, void *arg)
 }
 
 static void
+linger_done(evutil_socket_t fd, short ev, void *arg)
+{
+	smtp_session_free(arg);
+}
+
+/* Only arms a timer: the session is not freed from inside its buffer. */
+static void
+linger_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct smtp_session	*s = arg;
+	struct timeval		 now = { 0, 0 };
+
+	if (evbuffer_get_length(buf) == 0 && s->timer != NULL)
+		evtimer_add(s->timer, &now);
+}
+
+static void
 session_write(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session	*s = arg;
+	struct bufferevent	*under;
 
-	if (s->state == S_QUIT)
-		smtp_session_free(s);
+	if (s->state != S_QUIT || s->lingering)
+		return;
+	/*
+	 * Under TLS the last reply has left the TLS layer but maybe not the
+	 * socket: freeing now would drop it.  The session lingers until the
+	 * connection's own buffer is empty (or the timeout).
+	 */
+	if ((under = bufferevent_get_underlying(bev)) != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(under)) > 0) {
+		if (s->timer != NULL)
+			event_free(s->timer);
+		if ((s->timer = evtimer_new(smtp_base, linger_done, s)) !=
+		    NULL && evbuffer_add_cb(bufferevent_get_output(under),
+		    linger_drained, s) != NULL) {
+			s->lingering = 1;
+			return;
+		}
+	}
+	smtp_session_free(s);
 }
 
 static void
@@ -894,10 +1576,30 @@ session_event(struct bufferevent *bev, short what, void *arg)
 		}
 		log_info("%08x: timeout from %s in state %d", s->id,
 		    s->client_addr, s->state);
+		if (s->state == S_PROXY || s->state == S_HANDSHAKE) {
+			stat_increment("smtp.dialog.error.timeout", 1);
+			smtp_session_free(s);
+			return;
+		}
 		stat_increment("smtp.dialog.error.timeout", 1);
 		reply(s, "421 4.4.2 %s Error: timeout exceeded",
 		    smtp_conf->hostname);
 		session_close_after_reply(s);
+		return;
+	}
+	if ((what & BEV_EVENT_CONNECTED) && s->state == S_HANDSHAKE) {
+		tls_established(s);
+		return;
+	}
+	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) &&
+	    s->state == S_HANDSHAKE) {
+		char	 err[256];
+
+		smtp_tls_error(s, err, sizeof(err));
+		log_info("%08x: TLS handshake with %s failed: %s", s->id,
+		    s->client_addr, err);
+		stat_increment("smtp.tls.failed", 1);
+		smtp_session_free(s);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -921,17 +1623,34 @@ smtp_session_peer_lost(struct smtp_session *s, enum proc_kind kind)
 {
 	int	 waiting;
 
+	if (kind == PROC_POLICY && s->state == S_WAIT_CONNECT) {
+		s->policy_connected = 0;
+		smtp_reply_connect(s, 220, "");
+		return;
+	}
+	if (kind == PROC_POLICY && s->state == S_WAIT_AUTH) {
+		sasl_end(s);
+		s->state = S_CMD;
+		reply(s, "454 4.7.0 Temporary authentication failure");
+		session_process(s);
+		return;
+	}
 	if (kind == PROC_POLICY)
 		waiting = s->state == S_WAIT_MAIL || s->state == S_WAIT_RCPT;
 	else
 		waiting = s->state == S_WAIT_DATAFILE || s->state == S_DATA ||
-		    s->state == S_WAIT_COMMIT;
+		    s->state == S_WAIT_COMMIT || (s->state == S_BDAT &&
+		    s->msgid[0] != '\0');
 	if (!waiting)
 		return;
 	switch (s->state) {
 	case S_DATA:
 		/* The rest of the data is read and dropped, then 451. */
 		s->data_ioerr = 1;
+		return;
+	case S_BDAT:
+		s->msgid[0] = '\0';
+		s->bdat_failed = IOERR_OTHER;
 		return;
 	case S_WAIT_MAIL:
 		s->sender[0] = '\0';

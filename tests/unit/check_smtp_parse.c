@@ -94,7 +94,8 @@ START_TEST(test_command_shapes)
 	ck_assert_int_eq(verb_of("", &args), VERB_UNKNOWN);
 	ck_assert_int_eq(verb_of(" QUIT", NULL), VERB_UNKNOWN);
 	ck_assert_int_eq(verb_of("GET / HTTP/1.1", NULL), VERB_UNKNOWN);
-	ck_assert_int_eq(verb_of("XCLIENT ADDR=1.2.3.4", NULL), VERB_UNKNOWN);
+	ck_assert_int_eq(verb_of("XCLIENT ADDR=1.2.3.4", NULL), VERB_XCLIENT);
+	ck_assert_int_eq(verb_of("XFORWARD ADDR=1.2.3.4", NULL), VERB_UNKNOWN);
 
 	/* Exactly one space is eaten: the rest belongs to the arguments. */
 	ck_assert_int_eq(verb_of("HELO  two.spaces", &args), VERB_HELO);
@@ -507,7 +508,7 @@ feed_cuts(const char *in, size_t len, const size_t *cuts, size_t ncuts,
 
 	REQUIRE(len <= IN_MAX, "input too long");
 	r->outlen = r->consumed = 0;
-	data_parser_init(&dp);
+	data_parser_init(&dp, DM_DATA);
 	for (k = 0; k <= ncuts; k++) {
 		to = k < ncuts ? cuts[k] : len;
 		REQUIRE(to >= from && to <= len, "bad cut");
@@ -619,7 +620,7 @@ START_TEST(test_data_pipelining)
 	ck_assert_uint_eq(r.outlen, 6);
 
 	/* After DS_DONE nothing more is consumed or produced. */
-	data_parser_init(&dp);
+	data_parser_init(&dp, DM_DATA);
 	n = data_parser_feed(&dp, in, strlen(in), out, &o);
 	ck_assert_uint_eq(n, 9);
 	ck_assert_int_eq(dp.state, DS_DONE);
@@ -631,7 +632,7 @@ START_TEST(test_data_pipelining)
 	/* The next message right behind: only the first one is taken. */
 	check_data("a\r\n.\r\nb\r\n.\r\n", "a\r\n", 6, 0, 0);
 	/* Zero-length feeds are harmless. */
-	data_parser_init(&dp);
+	data_parser_init(&dp, DM_DATA);
 	ck_assert_uint_eq(data_parser_feed(&dp, "", 0, out, &o), 0);
 	ck_assert_uint_eq(o, 0);
 	ck_assert_int_eq(dp.state, DS_BOL);
