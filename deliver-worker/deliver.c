@@ -22,6 +22,7 @@
 #include "mta.h"
 #include "sandbox.h"
 #include "stats.h"
+#include "store.h"
 #include "util.h"
 
 struct batch {
@@ -215,6 +216,55 @@ deliver_relay(struct batch *b, const char *envid, uint32_t ret,
 	free(gidx);
 }
 
+/*
+ * The store recipients of a batch, in one call: the message is parsed
+ * once and the documents written together.  Synchronous, bounded by the
+ * store's timeouts.
+ */
+static void
+deliver_store(struct batch *b, const struct dlv *dlvs, const uint32_t *idx,
+    uint32_t n)
+{
+	const struct dlv	**sel;
+	uint32_t		 *sidx, *status, i, ns = 0;
+	char			(*text)[TEXT_MAX];
+	struct store_msg	  m;
+
+	sel = calloc(n, sizeof(*sel));
+	sidx = calloc(n, sizeof(*sidx));
+	status = calloc(n, sizeof(*status));
+	text = calloc(n, sizeof(*text));
+	if (sel == NULL || sidx == NULL || status == NULL || text == NULL) {
+		for (i = 0; i < n; i++)
+			if (dlvs[i].kind == DLV_MONGO)
+				report(b, idx[i], DLV_TEMPFAIL,
+				    "4.3.0 out of memory");
+		goto done;
+	}
+	for (i = 0; i < n; i++)
+		if (dlvs[i].kind == DLV_MONGO) {
+			sel[ns] = &dlvs[i];
+			sidx[ns++] = idx[i];
+		}
+	memset(&m, 0, sizeof(m));
+	m.msgid = b->msgid;
+	m.sender = b->sender;
+	m.helo = b->helo;
+	m.client_addr = b->client_addr;
+	m.auth_user = b->auth_user;
+	m.proto = b->proto;
+	m.received = b->received;
+	m.fd = b->fd;
+	store_deliver(&m, sel, ns, status, text);
+	for (i = 0; i < ns; i++)
+		report(b, sidx[i], status[i], text[i]);
+done:
+	free(sel);
+	free(sidx);
+	free(status);
+	free(text);
+}
+
 static void
 dispatch_batch(struct channel *chan, struct imsg *imsg)
 {
@@ -283,6 +333,11 @@ dispatch_batch(struct channel *chan, struct imsg *imsg)
 		}
 	if (nrelay > 0)
 		deliver_relay(b, envid, ret, relay, relay_idx, nrelay);
+	for (i = 0; i < n; i++)
+		if (dlvs[i].kind == DLV_MONGO) {
+			deliver_store(b, dlvs, idx, n);
+			break;
+		}
 	for (i = 0; i < n; i++) {
 		switch (dlvs[i].kind) {
 		case DLV_MBOX:
@@ -290,6 +345,7 @@ dispatch_batch(struct channel *chan, struct imsg *imsg)
 			deliver_local(b, idx[i], &dlvs[i]);
 			break;
 		case DLV_RELAY:
+		case DLV_MONGO:
 			break;
 		default:
 			report(b, idx[i], DLV_PERMFAIL,
@@ -428,6 +484,9 @@ deliver_main(struct config *c, struct proc_env *env)
 	if (mta_init(base, conf) == -1)
 		log_warnx("remote delivery is not set up: relayed mail will "
 		    "be deferred");
+	if (store_init(conf) == -1)
+		log_warnx("the MongoDB store is not set up: its mail will be "
+		    "deferred");
 	sandbox_drop(conf->chroot_path, env->user, env->uid, env->gid);
 	master_chan = channel_new(base, env->master_fd, PROC_MASTER, 0,
 	    master_dispatch_deliver, master_closed, NULL);

@@ -18,6 +18,7 @@
 #include "policy.h"
 #include "ratelimit.h"
 #include "ruleset.h"
+#include "store_policy.h"
 #include "sandbox.h"
 #include "stats.h"
 #include "util.h"
@@ -94,6 +95,30 @@ policy_mail(struct channel *chan, struct imsg *imsg)
 	    NULL, 0);
 }
 
+/*
+ * A full mailbox of the store refuses the recipient now (RFC 3463 4.2.2:
+ * temporary, the owner may make room), not after the queue took it.
+ */
+static void
+check_quotas(struct rcpt_result *res)
+{
+	size_t	 i;
+	int	 full;
+
+	for (i = 0; i < res->ndlv; i++) {
+		if (res->dlv[i].kind != DLV_MONGO)
+			continue;
+		if ((full = store_mailbox_full(res->dlv[i].rcpt)) == 0)
+			continue;
+		res->code = full == 1 ? 452 : 451;
+		(void)snprintf(res->text, sizeof(res->text), full == 1 ?
+		    "4.2.2 <%s>: Mailbox full" : "4.3.0 <%s>: Temporary "
+		    "lookup failure, try again later", res->dlv[i].rcpt);
+		res->ndlv = 0;
+		return;
+	}
+}
+
 static void
 policy_rcpt(struct channel *chan, struct imsg *imsg)
 {
@@ -126,6 +151,8 @@ policy_rcpt(struct channel *chan, struct imsg *imsg)
 		    sizeof(res.text));
 		res.ndlv = 0;
 	}
+	if (res.code / 100 == 2)
+		check_quotas(&res);
 	if (res.code / 100 == 2)
 		stat_increment("policy.rcpt.accepted", 1);
 	else {
@@ -356,6 +383,10 @@ policy_main(struct config *c, struct proc_env *env)
 	limits_init(&lc);
 	if (users_load() == -1)
 		fatalx("cannot read the local accounts");
+	/* The store's client is made before the chroot, used after. */
+	if (policy_store_init(conf) == -1)
+		fatalx("cannot set up the MongoDB store client");
+	table_set_remote(store_table_lookup);
 	sandbox_drop(conf->chroot_path, env->user, env->uid, env->gid);
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new");

@@ -66,6 +66,8 @@ static int	 deliver_user(struct eval *, const struct action *,
 		    const char *, const char *);
 static int	 deliver_relay(struct eval *, const struct action *,
 		    const char *, size_t);
+static void	 resolve_mongo(struct eval *, const struct action *,
+		    const char *, size_t, int);
 static const struct match *rule_find(struct config *, int, const char *,
 		    const char *, const char *, const char *);
 static int	 lower_copy(const char *, size_t, char *, size_t);
@@ -272,6 +274,101 @@ deliver_relay(struct eval *ev, const struct action *a, const char *addr,
 }
 
 /*
+ * A mailbox of the store: the whole address, lowercased (mailboxes are
+ * keys of the store, and one mailbox must not become two by case).
+ */
+static int
+deliver_mongo(struct eval *ev, const struct action *a, const char *addr)
+{
+	struct rcpt_result	*res = ev->res;
+	struct dlv		*d;
+	size_t			 i, ncap;
+
+	for (i = 0; i < res->ndlv; i++)
+		if (res->dlv[i].kind == DLV_MONGO &&
+		    strcmp(res->dlv[i].action, a->name) == 0 &&
+		    strcmp(res->dlv[i].rcpt, addr) == 0)
+			return 1;
+	if (res->ndlv >= ALIAS_EXPAND_MAX) {
+		ev->overflow = 1;
+		return 1;
+	}
+	if (res->ndlv == ev->cap) {
+		ncap = ev->cap ? ev->cap * 2 : 4;
+		if ((d = reallocarray(res->dlv, ncap, sizeof(*d))) == NULL) {
+			ev->oom = 1;
+			return 1;
+		}
+		res->dlv = d;
+		ev->cap = ncap;
+	}
+	d = &res->dlv[res->ndlv];
+	memset(d, 0, sizeof(*d));
+	d->kind = DLV_MONGO;
+	(void)strlcpy(d->action, a->name, sizeof(d->action));
+	(void)snprintf(d->dest, sizeof(d->dest), "mongo:%s", a->name);
+	(void)strlcpy(d->rcpt, addr, sizeof(d->rcpt));
+	(void)strlcpy(d->orig, ev->rcpt, sizeof(d->orig));
+	res->ndlv++;
+	return 1;
+}
+
+/*
+ * A recipient under a mongo action: aliases are whole addresses in the
+ * action's alias table (each item an address, evaluated again as from
+ * local, or a bare name meaning that name at the same domain); what is no
+ * alias must be in the users table, when the action has one.  Nothing
+ * added means 550 5.1.1.
+ */
+static void
+resolve_mongo(struct eval *ev, const struct action *a, const char *addr,
+    size_t llen, int depth)
+{
+	const struct table_entry *e;
+	char			  key[ADDR_MAX], item[ADDR_MAX], full[ADDR_MAX];
+	const char		 *s;
+	int			  toolong;
+
+	if (lower_copy(addr, strlen(addr), key, sizeof(key)) == -1)
+		return;
+	if (a->alias != NULL && !in_chain(ev, key) &&
+	    (e = table_lookup(a->alias, key)) != NULL && e->value != NULL) {
+		char	value[TABLE_VALUE_MAX];
+
+		if (depth >= ALIAS_DEPTH_MAX || ev->nchain >= ALIAS_DEPTH_MAX) {
+			ev_warn(ev, "alias %s: nested more than %d deep, not "
+			    "expanded", key, ALIAS_DEPTH_MAX);
+			return;
+		}
+		/* A remote table's entry lives until its next lookup. */
+		(void)strlcpy(value, e->value, sizeof(value));
+		ev->chain[ev->nchain++] = key;
+		for (s = value; (s = next_item(s, item, sizeof(item),
+		    &toolong)) != NULL;) {
+			if (++ev->steps > ALIAS_EXPAND_MAX) {
+				ev->overflow = 1;
+				break;
+			}
+			if (toolong || item[0] == '\0')
+				continue;
+			if (strchr(item, '@') == NULL) {
+				(void)snprintf(full, sizeof(full), "%s%s", item,
+				    addr + llen);
+				(void)eval_addr(ev, full, 1, "local", depth + 1);
+			} else
+				(void)eval_addr(ev, item, 1, "local", depth + 1);
+			if (ev->oom || ev->overflow)
+				break;
+		}
+		ev->nchain--;
+		return;
+	}
+	if (a->users != NULL && !table_contains(a->users, key))
+		return;
+	(void)deliver_mongo(ev, a, key);
+}
+
+/*
  * The next comma-separated item of an alias value, trimmed; a fully
  * double-quoted item is unquoted (so it may hold commas).  NULL at the end.
  * *toolong is set when the item did not fit and was cut.
@@ -474,6 +571,12 @@ eval_addr(struct eval *ev, const char *addr, int from_local,
 		return OUT_NOMATCH;
 	if (m->reject || m->action == NULL)
 		return OUT_REJECT;
+	if (m->action->type == ACTION_MONGO) {
+		if (*domain == '\0')
+			return OUT_BADADDR;
+		resolve_mongo(ev, m->action, addr, llen, depth);
+		return OUT_LOCAL;
+	}
 	if (m->action->type == ACTION_RELAY) {
 		/* A bare <postmaster> has no domain to relay to. */
 		if (*domain == '\0' || !deliver_relay(ev, m->action, addr, llen))
@@ -503,6 +606,8 @@ ruleset_eval(struct config *conf, const struct rcpt_query *q,
 	enum outcome	out;
 	const char	*rcpt = q->rcpt != NULL ? q->rcpt : "";
 
+	unsigned long	lookup_errors = table_errors;
+
 	memset(res, 0, sizeof(*res));
 	memset(&ev, 0, sizeof(ev));
 	ev.conf = conf;
@@ -512,6 +617,16 @@ ruleset_eval(struct config *conf, const struct rcpt_query *q,
 	out = eval_addr(&ev, q->rcpt, q->client_local,
 	    q->client_addr != NULL ? q->client_addr : "", 0);
 
+	if (table_errors != lookup_errors && !ev.oom) {
+		/* A remote table could not answer: "no" would be a lie. */
+		free(res->dlv);
+		res->dlv = NULL;
+		res->ndlv = 0;
+		reply(res, 451, "4.3.0", rcpt, "Temporary lookup failure, try "
+		    "again later");
+		log_warnx("rcpt <%s>: a table lookup failed", rcpt);
+		return 0;
+	}
 	if (ev.oom || ev.overflow) {
 		free(res->dlv);
 		res->dlv = NULL;

@@ -76,7 +76,7 @@ smtp_session_register(struct smtp_session *s)
 	} while (s->id == 0 || session_find(s->id) != NULL);
 	RB_INSERT(session_tree, &sessions, s);
 	nsessions++;
-	stat_set("smtp.sessions.active", nsessions);
+	stat_set("smtp.connections.active", nsessions);
 }
 
 void
@@ -84,7 +84,7 @@ smtp_session_unregister(struct smtp_session *s)
 {
 	RB_REMOVE(session_tree, &sessions, s);
 	nsessions--;
-	stat_set("smtp.sessions.active", nsessions);
+	stat_set("smtp.connections.active", nsessions);
 	maybe_exit();
 }
 

@@ -196,7 +196,6 @@ smtp_session_new(int fd, struct listener *l, struct sockaddr *sa,
 	}
 	smtp_session_register(s);
 	session_setup_bev(s);
-	stat_increment("smtp.connections.active", 1);
 	s->xclient = l->xclient != NULL &&
 	    table_match_addr(l->xclient, s->client_addr);
 	if (s->client_uid != -1) {
@@ -339,7 +338,6 @@ smtp_session_free(struct smtp_session *s)
 	smtp_policy_disconnect(s);
 	if (s->timer != NULL)
 		event_free(s->timer);
-	stat_decrement("smtp.connections.active", 1);
 	bufferevent_free(s->bev);
 	smtp_session_unregister(s);
 	free(s);
@@ -633,6 +631,19 @@ cmd_mail(struct smtp_session *s, struct smtp_cmd *cmd)
 	s->state = S_WAIT_MAIL;
 }
 
+/* "smtp.rcpt.refused" and "smtp.rcpt.refused.5.7.1": by enhanced code. */
+static void
+count_refusal(const char *what, const char *text)
+{
+	char	 name[64];
+	size_t	 n = strspn(text, "0123456789.");
+
+	stat_increment(what, 1);
+	if (n >= 5 && n <= 12 && snprintf(name, sizeof(name), "%s.%.*s", what,
+	    (int)n, text) < (int)sizeof(name))
+		stat_increment(name, 1);
+}
+
 void
 smtp_reply_mail(struct smtp_session *s, int code, const char *text)
 {
@@ -643,6 +654,7 @@ smtp_reply_mail(struct smtp_session *s, int code, const char *text)
 	} else {
 		s->sender[0] = '\0';
 		s->utf8 = 0;
+		count_refusal("smtp.mail.refused", text);
 	}
 	reply(s, "%d %s", code, text);
 	session_process(s);
@@ -736,6 +748,8 @@ smtp_reply_rcpt(struct smtp_session *s, int code, const char *text,
 		code = 451;
 		text = "4.3.0 Temporary failure, try again later";
 	}
+	if (code / 100 != 2)
+		count_refusal("smtp.rcpt.refused", text);
 	reply(s, "%d %s", code, text);
 	session_process(s);
 }
@@ -882,6 +896,11 @@ data_finish(struct smtp_session *s)
 			    "characters; lines must end with <CR><LF> "
 			    "(RFC 5321 2.3.8)");
 		stat_increment("smtp.message.refused", 1);
+		stat_increment(s->data_toobig ? "smtp.message.refused.size" :
+		    s->data_ioerr == IOERR_NOSPACE ?
+		    "smtp.message.refused.nospace" : s->data_ioerr ||
+		    size < 0 ? "smtp.message.refused.io" :
+		    "smtp.message.refused.bare_line_end", 1);
 		tx_reset(s);
 		s->state = S_CMD;
 		return;
