@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stddef.h>
@@ -79,11 +80,25 @@ static const int queue_calls[] = {
  * The remote SMTP client and its resolver (libunbound, in the event loop):
  * TCP and UDP sockets, bound to a source address or a random port, socket
  * options, and SO_ERROR after a non-blocking connect.  socket() itself is
- * limited to IPv4 and IPv6 below.
+ * limited to IPv4 and IPv6 below.  The MongoDB store (libmongoc) needs the
+ * same, plus threads: its client pool monitors the servers from threads
+ * of its own, started after the filter is in place so that they inherit
+ * it (clone is allowed for threads only, below).
  */
 static const int deliver_calls[] = {
 	SCMP_SYS(pread64), SCMP_SYS(connect), SCMP_SYS(bind),
-	SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),
+	SCMP_SYS(getsockopt), SCMP_SYS(setsockopt), SCMP_SYS(shutdown),
+	SCMP_SYS(set_robust_list), SCMP_SYS(rseq), SCMP_SYS(sched_yield),
+	SCMP_SYS(sched_getaffinity),
+};
+
+/*
+ * Remote tables and the quota check in MongoDB (policy/store_policy.c):
+ * one client, no threads, TCP to the database.
+ */
+static const int policy_calls[] = {
+	SCMP_SYS(connect), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),
+	SCMP_SYS(shutdown),
 };
 
 static void
@@ -97,6 +112,21 @@ allow_list(scmp_filter_ctx ctx, const int *calls, size_t n)
 }
 
 #define NITEMS(a)	(sizeof(a) / sizeof((a)[0]))
+
+/*
+ * Threads but not processes: clone only with CLONE_THREAD.  clone3 passes
+ * its flags in memory, out of the filter's sight, so it fails with ENOSYS
+ * and glibc's pthread_create falls back to clone.
+ */
+static void
+allow_threads(scmp_filter_ctx ctx)
+{
+	if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)) < 0 ||
+	    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
+	    0) < 0)
+		fatalx("seccomp_rule_add clone failed");
+}
 
 /*
  * A forbidden call traps here first so that the log names it; then the
@@ -140,6 +170,10 @@ sandbox_seccomp(enum proc_kind kind)
 		break;
 	case PROC_DELIVER:
 		allow_list(ctx, deliver_calls, NITEMS(deliver_calls));
+		allow_threads(ctx);
+		break;
+	case PROC_POLICY:
+		allow_list(ctx, policy_calls, NITEMS(policy_calls));
 		break;
 	default:
 		break;
@@ -149,16 +183,42 @@ sandbox_seccomp(enum proc_kind kind)
 	    SCMP_A1(SCMP_CMP_EQ, FIONREAD)) < 0)
 		fatalx("seccomp_rule_add ioctl failed");
 	/*
-	 * syslog(3) reconnects after syslogd restarts; in a chroot that cannot
-	 * work, but it must fail softly rather than kill the worker.
+	 * Opening files fails softly where libraries may try: the chroot is
+	 * empty anyway, and name resolution (/etc/hosts, gai.conf) or a
+	 * charset converter not loaded in advance (store_mime.c) must see an
+	 * error, not kill the process.
 	 */
-	if (kind == PROC_DELIVER) {
+	if ((kind == PROC_DELIVER || kind == PROC_POLICY) &&
+	    (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat),
+	    0) < 0 ||
+	    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(open),
+	    0) < 0))
+		fatalx("seccomp_rule_add open failed");
+	/*
+	 * libmongoc initialises itself when mtad is loaded and, at exit,
+	 * removes its statistics segment /dev/shm/mongoc-PID, named by the
+	 * exiting process's pid: for a child that name never existed, and
+	 * in the chroot it cannot be reached anyway.
+	 */
+	if ((kind == PROC_DELIVER || kind == PROC_POLICY ||
+	    kind == PROC_SMTP) &&
+	    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOENT), SCMP_SYS(unlink),
+	    0) < 0)
+		fatalx("seccomp_rule_add unlink failed");
+	/*
+	 * syslog(3) reconnects after syslogd restarts; in a chroot that cannot
+	 * work, but it must fail softly rather than kill the worker.  So must
+	 * getaddrinfo's look at the interfaces (netlink) for AI_ADDRCONFIG.
+	 */
+	if (kind == PROC_DELIVER || kind == PROC_POLICY) {
 		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
 		    SCMP_A0(SCMP_CMP_EQ, AF_INET)) < 0 ||
 		    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
 		    SCMP_A0(SCMP_CMP_EQ, AF_INET6)) < 0 ||
 		    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES),
-		    SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
+		    SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0 ||
+		    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES),
+		    SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_NETLINK)) < 0)
 			fatalx("seccomp_rule_add socket failed");
 	} else if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 0) < 0 ||
 	    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(connect), 0) < 0)

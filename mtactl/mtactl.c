@@ -14,6 +14,7 @@
 
 #include "ctlclient.h"
 #include "imsg.h"
+#include "mailbox.h"
 #include "marshal.h"
 #include "proto.h"
 
@@ -21,17 +22,20 @@
 
 static int	 json;
 static const char *socket_path = DEFAULT_SOCKET;
+static const char *conffile = MTAD_CONFFILE;	/* show mailbox */
 
 static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: mtactl [-j] [-s socket] command\n"
+	    "usage: mtactl [-j] [-f config] [-s socket] command\n"
 	    "commands:\n"
 	    "  show queue [sender A] [rcpt A] [domain D] [state S]\n"
 	    "                          list queued recipients\n"
 	    "  show message ID         envelope and headers of a message\n"
 	    "  show stats              counters of every process\n"
+	    "  show mailbox ADDRESS [limit N]\n"
+	    "                          newest messages of a store mailbox\n"
 	    "  status                  processes, users, uptime, restarts\n"
 	    "  flush [ID|DOMAIN]       deferred recipients due now\n"
 	    "  schedule ID             one message due now\n"
@@ -537,6 +541,28 @@ cmd_log(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
 	result_of(ib);
 }
 
+/*
+ * Reads the MongoDB store itself (mailbox.c), not the control socket:
+ * main() does not connect for it.
+ */
+static int
+cmd_show_mailbox(struct imsgbuf *ib, int argc, char **argv, uint32_t op)
+{
+	const char	*errstr = NULL;
+	long long	 limit = MAILBOX_LIMIT_DEFAULT;
+
+	if (argc == 3 && strcmp(argv[1], "limit") == 0)
+		limit = strtonum(argv[2], 1, MAILBOX_LIMIT_MAX, &errstr);
+	else if (argc != 1)
+		usage();
+	if (errstr != NULL) {
+		fprintf(stderr, "mtactl: limit %s: %s (1 to %d)\n", argv[2],
+		    errstr, MAILBOX_LIMIT_MAX);
+		exit(2);
+	}
+	return mailbox_show(conffile, argv[0], (int)limit, json);
+}
+
 /* Table-driven: the words naming a command, then its argument counts. */
 static const struct {
 	const char	*words[2];
@@ -547,6 +573,7 @@ static const struct {
 	{ { "show", "queue" },	 0, 8,	cmd_show_queue,	0 },
 	{ { "show", "message" }, 1, 1,	cmd_show_message,	0 },
 	{ { "show", "stats" },	 0, 0,	cmd_show_stats,	0 },
+	{ { "show", "mailbox" }, 1, 3,	cmd_show_mailbox,	0 },
 	{ { "status" },		 0, 0,	cmd_status,	0 },
 	{ { "flush" },		 0, 1,	cmd_msg_op,	CTL_OP_FLUSH },
 	{ { "schedule" },	 1, 1,	cmd_msg_op,	CTL_OP_SCHEDULE },
@@ -566,8 +593,11 @@ main(int argc, char *argv[])
 	size_t		 i;
 	int		 ch, w, nargs;
 
-	while ((ch = getopt(argc, argv, "js:")) != -1) {
+	while ((ch = getopt(argc, argv, "f:js:")) != -1) {
 		switch (ch) {
+		case 'f':
+			conffile = optarg;
+			break;
 		case 'j':
 			json = 1;
 			break;
@@ -592,7 +622,8 @@ main(int argc, char *argv[])
 		nargs = argc - w;
 		if (nargs < commands[i].minargs || nargs > commands[i].maxargs)
 			usage();
-		ctl_connect(&ib);
+		if (commands[i].run != cmd_show_mailbox)
+			ctl_connect(&ib);
 		return commands[i].run(&ib, nargs, argv + w, commands[i].op);
 	}
 	fprintf(stderr, "mtactl: unknown command\n");

@@ -8,6 +8,9 @@ cd "$top"
 
 scripts/install-deps.sh
 scripts/create-users.sh
+# The store tests run FerretDB; the path is handed to them.
+MTAD_FERRETDB=$(scripts/install-ferretdb.sh | tail -n 1)
+export MTAD_FERRETDB
 autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 rm -rf build-test
 mkdir build-test
