@@ -126,8 +126,11 @@ const char *smtp_session_proto(const struct smtp_session *);
 
 /* smtp_tls.c: server contexts (before the chroot) and session TLS. */
 int	smtp_tls_init(struct config *);
-/* Wraps the session's connection: the handshake starts (server side). */
-int	smtp_tls_start(struct smtp_session *);
+/*
+ * Wraps the session's connection: the handshake starts (server side).
+ * After STARTTLS, input already buffered in the clear is dropped.
+ */
+int	smtp_tls_start(struct smtp_session *, int starttls);
 /* After the handshake: "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384". */
 void	smtp_tls_describe(struct smtp_session *);
 /* Why the handshake failed, for the log. */

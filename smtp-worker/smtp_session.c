@@ -62,6 +62,7 @@ static void	session_begin(struct smtp_session *);
 static void	session_set_timeout(struct smtp_session *, time_t);
 static void	session_setup_bev(struct smtp_session *);
 static void	data_finish(struct smtp_session *);
+static void	session_linger_or_free(struct smtp_session *);
 
 /* Table-driven dispatch: what each verb needs first, and who handles it. */
 #define NEED_HELO	0x1
@@ -245,7 +246,7 @@ smtp_reply_connect(struct smtp_session *s, int code, const char *text)
 		return;
 	}
 	if ((s->listener->flags & LISTEN_SMTPS) && !s->tls) {
-		if (smtp_tls_start(s) == -1) {
+		if (smtp_tls_start(s, 0) == -1) {
 			log_warnx("%08x: cannot start TLS", s->id);
 			stat_increment("smtp.tls.failed", 1);
 			smtp_session_free(s);
@@ -1006,7 +1007,7 @@ cmd_starttls(struct smtp_session *s, struct smtp_cmd *cmd)
 		return;
 	}
 	reply(s, "220 2.0.0 Ready to start TLS");
-	if (smtp_tls_start(s) == -1) {
+	if (smtp_tls_start(s, 1) == -1) {
 		log_warnx("%08x: cannot start TLS", s->id);
 		stat_increment("smtp.tls.failed", 1);
 		reply(s, "454 4.7.0 TLS not available due to temporary reason");
@@ -1552,16 +1553,23 @@ static void
 session_write(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session	*s = arg;
-	struct bufferevent	*under;
 
 	if (s->state != S_QUIT || s->lingering)
 		return;
-	/*
-	 * Under TLS the last reply has left the TLS layer but maybe not the
-	 * socket: freeing now would drop it.  The session lingers until the
-	 * connection's own buffer is empty (or the timeout).
-	 */
-	if ((under = bufferevent_get_underlying(bev)) != NULL &&
+	session_linger_or_free(s);
+}
+
+/*
+ * Under TLS the last reply (or a handshake's alert) has left the TLS layer
+ * but maybe not the socket: freeing now would drop it.  The session then
+ * lingers until the connection's own buffer is empty (or the timeout).
+ */
+static void
+session_linger_or_free(struct smtp_session *s)
+{
+	struct bufferevent	*under;
+
+	if ((under = bufferevent_get_underlying(s->bev)) != NULL &&
 	    evbuffer_get_length(bufferevent_get_output(under)) > 0) {
 		if (s->timer != NULL)
 			event_free(s->timer);
@@ -1618,7 +1626,9 @@ session_event(struct bufferevent *bev, short what, void *arg)
 		log_info("%08x: TLS handshake with %s failed: %s", s->id,
 		    s->client_addr, err);
 		stat_increment("smtp.tls.failed", 1);
-		smtp_session_free(s);
+		/* The alert that says why goes out first. */
+		s->state = S_QUIT;
+		session_linger_or_free(s);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {

@@ -48,7 +48,7 @@ smtp_tls_init(struct config *conf)
 }
 
 int
-smtp_tls_start(struct smtp_session *s)
+smtp_tls_start(struct smtp_session *s, int starttls)
 {
 	struct bufferevent	*bev;
 	SSL			*ssl;
@@ -59,9 +59,11 @@ smtp_tls_start(struct smtp_session *s)
 	/*
 	 * Whatever the client sent in the clear after STARTTLS must not be
 	 * taken as commands under TLS (the plaintext injection attack,
-	 * CVE-2011-0411): it is thrown away.
+	 * CVE-2011-0411): it is thrown away.  On smtps what is there already
+	 * is the start of the handshake.
 	 */
-	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+	if (starttls &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
 		stat_increment("smtp.dialog.error.starttls_injection", 1);
 		log_info("%08x: %s sent data after STARTTLS in the clear: "
 		    "dropped", s->id, s->client_addr);
