@@ -51,7 +51,7 @@ config_defaults(struct config *conf)
 	conf->queue_concurrency = 100;
 	conf->dest_concurrency = 20;
 	conf->smtp_timeout = 300;	/* RFC 5321 4.5.3.2 */
-	conf->data_timeout = 300;
+	conf->data_timeout = 0;	/* as smtp_timeout */
 	conf->max_errors = 10;
 	conf->max_line = 4096;	/* RFC 5321 says 512; ESMTP params need more */
 	conf->sessions_per_worker = 16384;

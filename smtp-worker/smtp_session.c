@@ -848,7 +848,8 @@ smtp_reply_create(struct smtp_session *s, int status, const char *msgid,
 	data_parser_init(&s->dp, data_mode(s));
 	if (write_received(s) == -1)
 		note_ioerr(s);
-	session_set_timeout(s, smtp_conf->data_timeout);
+	session_set_timeout(s, smtp_conf->data_timeout != 0 ?
+	    smtp_conf->data_timeout : smtp_conf->smtp_timeout);
 	if (s->bdat) {
 		s->state = S_BDAT;
 		session_process(s);
