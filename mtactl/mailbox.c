@@ -93,23 +93,6 @@ row_from_doc(const bson_t *doc, struct row *r)
 	    sizeof(r->subject));
 }
 
-static void
-json_string(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char	 c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
 /*
  * At most `width` characters of s, control characters as '?', cut on a
  * UTF-8 character boundary, padded with spaces when pad.

@@ -12,4 +12,7 @@
 int	mailbox_show(const char *conffile, const char *address, int limit,
 	    int json);
 
+/* mtactl.c: a JSON string literal of s on stdout. */
+void	json_string(const char *);
+
 #endif

@@ -108,7 +108,7 @@ ctl_next(struct imsgbuf *ib, struct imsg *imsg)
 	}
 }
 
-static void
+void
 json_string(const char *s)
 {
 	putchar('"');
@@ -117,7 +117,7 @@ json_string(const char *s)
 
 		if (c == '"' || c == '\\')
 			printf("\\%c", c);
-		else if (c < 0x20)
+		else if (c < 0x20 || c == 0x7f)
 			printf("\\u%04x", c);
 		else
 			putchar(c);

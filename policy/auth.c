@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "auth.h"
 #include "log.h"
 #include "table.h"
@@ -37,7 +38,6 @@ static char		 dummy[CRYPT_OUTPUT_SIZE];
 static struct crypt_data *cdata;
 
 static int		 method_supported(const char *);
-static int		 lower_copy(const char *, char *, size_t);
 static int		 ct_equal(const char *, const char *);
 static enum hash_check	 hash_check(const char *, const char *);
 static void		 dummy_work(const char *);
@@ -52,21 +52,6 @@ method_supported(const char *hash)
 		if (strncmp(hash, hash_methods[i],
 		    strlen(hash_methods[i])) == 0)
 			return 1;
-	return 0;
-}
-
-/* Lowercased copy; -1 if it does not fit. */
-static int
-lower_copy(const char *s, char *out, size_t outsz)
-{
-	size_t	i;
-
-	for (i = 0; s[i] != '\0'; i++) {
-		if (i + 1 >= outsz)
-			return -1;
-		out[i] = (char)tolower((unsigned char)s[i]);
-	}
-	out[i] = '\0';
 	return 0;
 }
 
@@ -142,8 +127,10 @@ auth_verify(struct table *creds, const char *user, const char *pass)
 	 * is the name the log lines show).
 	 */
 	errors = table_errors;
-	if (lower_copy(user, key, sizeof(key)) == 0)
+	if (strlcpy(key, user, sizeof(key)) < sizeof(key)) {
+		str_lower(key);
 		e = table_lookup(creds, key);
+	}
 	if (table_errors != errors) {
 		log_warnx("auth: table %s: lookup failed", creds->name);
 		return AUTH_TEMPFAIL;

@@ -168,6 +168,35 @@ in_chain(const struct eval *ev, const char *name)
 }
 
 /*
+ * A new zeroed delivery at the end of the result, not yet counted; NULL
+ * when the limit is reached (ev->overflow) or memory is short (ev->oom).
+ */
+static struct dlv *
+dlv_append(struct eval *ev)
+{
+	struct rcpt_result	*res = ev->res;
+	struct dlv		*d;
+	size_t			 ncap;
+
+	if (res->ndlv >= ALIAS_EXPAND_MAX) {
+		ev->overflow = 1;
+		return NULL;
+	}
+	if (res->ndlv == ev->cap) {
+		ncap = ev->cap ? ev->cap * 2 : 4;
+		if ((d = reallocarray(res->dlv, ncap, sizeof(*d))) == NULL) {
+			ev->oom = 1;
+			return NULL;
+		}
+		res->dlv = d;
+		ev->cap = ncap;
+	}
+	d = &res->dlv[res->ndlv];
+	memset(d, 0, sizeof(*d));
+	return d;
+}
+
+/*
  * Adds a delivery to the local user `name` unless already there.  direct:
  * the recipient as the client gave it, when no alias led here (NULL when
  * one did: the final address is then name@hostname).  0 if there is no
@@ -180,7 +209,7 @@ deliver_user(struct eval *ev, const struct action *a, const char *name,
 	const struct local_user	*u;
 	struct rcpt_result	*res = ev->res;
 	struct dlv		*d;
-	size_t			 i, ncap;
+	size_t			 i;
 	int			 n;
 
 	if ((u = users_lookup(name)) == NULL)
@@ -188,21 +217,8 @@ deliver_user(struct eval *ev, const struct action *a, const char *name,
 	for (i = 0; i < res->ndlv; i++)
 		if (strcmp(res->dlv[i].user, u->name) == 0)
 			return 1;
-	if (res->ndlv >= ALIAS_EXPAND_MAX) {
-		ev->overflow = 1;
+	if ((d = dlv_append(ev)) == NULL)
 		return 1;
-	}
-	if (res->ndlv == ev->cap) {
-		ncap = ev->cap ? ev->cap * 2 : 4;
-		if ((d = reallocarray(res->dlv, ncap, sizeof(*d))) == NULL) {
-			ev->oom = 1;
-			return 1;
-		}
-		res->dlv = d;
-		ev->cap = ncap;
-	}
-	d = &res->dlv[res->ndlv];
-	memset(d, 0, sizeof(*d));
 	d->kind = a->type == ACTION_MAILDIR ? DLV_MAILDIR : DLV_MBOX;
 	(void)strlcpy(d->action, a->name, sizeof(d->action));
 	(void)strlcpy(d->user, u->name, sizeof(d->user));
@@ -238,7 +254,7 @@ deliver_relay(struct eval *ev, const struct action *a, const char *addr,
 	struct rcpt_result	*res = ev->res;
 	struct dlv		*d;
 	char			 rcpt[ADDR_MAX];
-	size_t			 i, ncap;
+	size_t			 i;
 
 	if (strlcpy(rcpt, addr, sizeof(rcpt)) >= sizeof(rcpt))
 		return 0;
@@ -248,21 +264,8 @@ deliver_relay(struct eval *ev, const struct action *a, const char *addr,
 		    strcmp(res->dlv[i].action, a->name) == 0 &&
 		    strcmp(res->dlv[i].rcpt, rcpt) == 0)
 			return 1;
-	if (res->ndlv >= ALIAS_EXPAND_MAX) {
-		ev->overflow = 1;
+	if ((d = dlv_append(ev)) == NULL)
 		return 1;
-	}
-	if (res->ndlv == ev->cap) {
-		ncap = ev->cap ? ev->cap * 2 : 4;
-		if ((d = reallocarray(res->dlv, ncap, sizeof(*d))) == NULL) {
-			ev->oom = 1;
-			return 1;
-		}
-		res->dlv = d;
-		ev->cap = ncap;
-	}
-	d = &res->dlv[res->ndlv];
-	memset(d, 0, sizeof(*d));
 	d->kind = DLV_RELAY;
 	(void)strlcpy(d->action, a->name, sizeof(d->action));
 	(void)strlcpy(d->dest, a->relay.host[0] != '\0' ? a->relay.host :
@@ -282,28 +285,15 @@ deliver_mongo(struct eval *ev, const struct action *a, const char *addr)
 {
 	struct rcpt_result	*res = ev->res;
 	struct dlv		*d;
-	size_t			 i, ncap;
+	size_t			 i;
 
 	for (i = 0; i < res->ndlv; i++)
 		if (res->dlv[i].kind == DLV_MONGO &&
 		    strcmp(res->dlv[i].action, a->name) == 0 &&
 		    strcmp(res->dlv[i].rcpt, addr) == 0)
 			return 1;
-	if (res->ndlv >= ALIAS_EXPAND_MAX) {
-		ev->overflow = 1;
+	if ((d = dlv_append(ev)) == NULL)
 		return 1;
-	}
-	if (res->ndlv == ev->cap) {
-		ncap = ev->cap ? ev->cap * 2 : 4;
-		if ((d = reallocarray(res->dlv, ncap, sizeof(*d))) == NULL) {
-			ev->oom = 1;
-			return 1;
-		}
-		res->dlv = d;
-		ev->cap = ncap;
-	}
-	d = &res->dlv[res->ndlv];
-	memset(d, 0, sizeof(*d));
 	d->kind = DLV_MONGO;
 	(void)strlcpy(d->action, a->name, sizeof(d->action));
 	(void)snprintf(d->dest, sizeof(d->dest), "mongo:%s", a->name);

@@ -87,6 +87,7 @@ struct smtp_session {
 	uint64_t		 bdat_left;	/* bytes of the chunk to read */
 	int			 bdat_last;	/* the chunk is the LAST */
 	int			 bdat_failed;	/* refused: read and drop chunks */
+	const char		*bdat_why;	/* the reply when bdat_failed -1 */
 };
 
 RB_HEAD(session_tree, smtp_session);

@@ -116,6 +116,20 @@ reply(struct smtp_session *s, const char *fmt, ...)
 		    "smtp.reply.4xx", 1);
 }
 
+/* A refused command counts toward `limit errors`. */
+static void __attribute__((format(printf, 2, 3)))
+refuse(struct smtp_session *s, const char *fmt, ...)
+{
+	char	 buf[1024];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	reply(s, "%s", buf);
+	s->errors++;
+}
+
 static void
 session_close_after_reply(struct smtp_session *s)
 {
@@ -594,18 +608,15 @@ cmd_mail(struct smtp_session *s, struct smtp_cmd *cmd)
 	char			 err[256];
 
 	if (s->mail_seen) {
-		reply(s, "503 5.5.1 Error: nested MAIL command");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
 	if ((s->listener->flags & LISTEN_TLS_REQUIRE) && !s->tls) {
-		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
-		s->errors++;
+		refuse(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
 	if ((s->listener->flags & LISTEN_AUTH) && s->auth_user[0] == '\0') {
-		reply(s, "530 5.7.0 Authentication required");
-		s->errors++;
+		refuse(s, "530 5.7.0 Authentication required");
 		return;
 	}
 	/* UTF-8 is allowed only with SMTPUTF8, which follows the address. */
@@ -613,8 +624,7 @@ cmd_mail(struct smtp_session *s, struct smtp_cmd *cmd)
 	    sizeof(err)) == -1 || (smtp_path_param(&path, "SMTPUTF8") == NULL &&
 	    smtp_parse_path(cmd->args, "FROM:", 1, 0, &path, err,
 	    sizeof(err)) == -1)) {
-		reply(s, "%s", err);
-		s->errors++;
+		refuse(s, "%s", err);
 		return;
 	}
 	if (check_mail_params(s, &path) == -1) {
@@ -669,8 +679,7 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 
 	if (smtp_parse_path(cmd->args, "TO:", 0, s->utf8, &path, err,
 	    sizeof(err)) == -1) {
-		reply(s, "%s", err);
-		s->errors++;
+		refuse(s, "%s", err);
 		return;
 	}
 	if (check_rcpt_params(s, &path) == -1) {
@@ -759,8 +768,7 @@ static void
 cmd_data(struct smtp_session *s, struct smtp_cmd *cmd)
 {
 	if (s->bdat) {
-		reply(s, "503 5.5.1 Error: DATA after BDAT in one transaction");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: DATA after BDAT in one transaction");
 		return;
 	}
 	if (smtp_queue_create(s) == -1) {
@@ -965,8 +973,7 @@ static void
 cmd_vrfy(struct smtp_session *s, struct smtp_cmd *cmd)
 {
 	if (cmd->args[0] == '\0') {
-		reply(s, "501 5.5.4 Syntax: VRFY address");
-		s->errors++;
+		refuse(s, "501 5.5.4 Syntax: VRFY address");
 		return;
 	}
 	reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and "
@@ -983,8 +990,7 @@ cmd_help(struct smtp_session *s, struct smtp_cmd *cmd)
 static void
 cmd_unimplemented(struct smtp_session *s, struct smtp_cmd *cmd)
 {
-	reply(s, "502 5.5.1 Error: command not implemented");
-	s->errors++;
+	refuse(s, "502 5.5.1 Error: command not implemented");
 }
 
 /* ---- STARTTLS (RFC 3207) ------------------------------------------------ */
@@ -993,18 +999,15 @@ static void
 cmd_starttls(struct smtp_session *s, struct smtp_cmd *cmd)
 {
 	if (!(s->listener->flags & LISTEN_TLS) || s->listener->ssl_ctx == NULL) {
-		reply(s, "502 5.5.1 Error: command not implemented");
-		s->errors++;
+		refuse(s, "502 5.5.1 Error: command not implemented");
 		return;
 	}
 	if (s->tls) {
-		reply(s, "503 5.5.1 Error: TLS already active");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: TLS already active");
 		return;
 	}
 	if (s->mail_seen) {
-		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: MAIL transaction in progress");
 		return;
 	}
 	reply(s, "220 2.0.0 Ready to start TLS");
@@ -1083,13 +1086,11 @@ cmd_auth(struct smtp_session *s, struct smtp_cmd *cmd)
 	int	 f = s->listener->flags;
 
 	if (s->auth_user[0] != '\0') {
-		reply(s, "503 5.5.1 Error: already authenticated");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: already authenticated");
 		return;
 	}
 	if (!(f & (LISTEN_AUTH | LISTEN_AUTH_OPTIONAL))) {
-		reply(s, "503 5.5.1 Error: authentication not enabled");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: authentication not enabled");
 		return;
 	}
 	if (!auth_offered(s)) {
@@ -1099,21 +1100,18 @@ cmd_auth(struct smtp_session *s, struct smtp_cmd *cmd)
 		return;
 	}
 	if (s->mail_seen) {
-		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: MAIL transaction in progress");
 		return;
 	}
 	if (strlcpy(args, cmd->args, sizeof(args)) >= sizeof(args)) {
-		reply(s, "501 5.5.2 Cannot decode response");
-		s->errors++;
+		refuse(s, "501 5.5.2 Cannot decode response");
 		return;
 	}
 	initial = args;
 	mech = strsep(&initial, " ");
 	if (mech == NULL || *mech == '\0' ||
 	    (initial != NULL && strchr(initial, ' ') != NULL)) {
-		reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
-		s->errors++;
+		refuse(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
 		return;
 	}
 	if ((s->sasl = calloc(1, sizeof(*s->sasl))) == NULL) {
@@ -1171,7 +1169,7 @@ cmd_bdat(struct smtp_session *s, struct smtp_cmd *cmd)
 {
 	char			 buf[64], *p = NULL, *end;
 	unsigned long long	 n;
-	const char		*refuse = NULL;
+	const char		*why = NULL;
 	int			 bad;
 
 	bad = strlcpy(buf, cmd->args, sizeof(buf)) >= sizeof(buf);
@@ -1180,31 +1178,29 @@ cmd_bdat(struct smtp_session *s, struct smtp_cmd *cmd)
 		bad = strcasecmp(p, "LAST") != 0;
 	}
 	if (bad) {
-		reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
-		s->errors++;
+		refuse(s, "501 5.5.4 Syntax: BDAT size [LAST]");
 		return;
 	}
 	errno = 0;
 	n = strtoull(buf, &end, 10);
 	if (buf[0] < '0' || buf[0] > '9' || *end != '\0' || errno != 0 ||
 	    n > INT64_MAX) {
-		reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
-		s->errors++;
+		refuse(s, "501 5.5.4 Syntax: BDAT size [LAST]");
 		return;
 	}
 	if (!s->helo_seen)
-		refuse = "503 5.5.1 Error: send HELO/EHLO first";
+		why = "503 5.5.1 Error: send HELO/EHLO first";
 	else if (!s->mail_seen)
-		refuse = "503 5.5.1 Error: need MAIL command";
+		why = "503 5.5.1 Error: need MAIL command";
 	else if (s->nrcpt == 0)
-		refuse = "503 5.5.1 Error: need RCPT command";
+		why = "503 5.5.1 Error: need RCPT command";
 	s->bdat_left = n;
 	s->bdat_last = p != NULL;
-	if (refuse != NULL) {
+	if (why != NULL) {
 		s->bdat_failed = -1;
+		s->bdat_why = why;
 		s->errors++;
 		tx_reset(s);
-		log_debug("%08x: %s", s->id, refuse);
 		s->state = S_BDAT;
 		return;
 	}
@@ -1228,8 +1224,7 @@ bdat_chunk_done(struct smtp_session *s)
 	s->state = S_CMD;
 	if (s->bdat_failed != 0) {
 		if (s->bdat_failed == -1)
-			reply(s, "503 5.5.1 Error: no valid transaction for "
-			    "BDAT");
+			reply(s, "%s", s->bdat_why);
 		else if (s->bdat_failed == IOERR_NOSPACE)
 			reply(s, "452 4.3.1 Insufficient system storage");
 		else
@@ -1282,18 +1277,15 @@ cmd_xclient(struct smtp_session *s, struct smtp_cmd *cmd)
 	char		 err[256];
 
 	if (!s->xclient) {
-		reply(s, "550 5.7.0 Error: insufficient authorization");
-		s->errors++;
+		refuse(s, "550 5.7.0 Error: insufficient authorization");
 		return;
 	}
 	if (s->mail_seen) {
-		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: MAIL transaction in progress");
 		return;
 	}
 	if (xclient_parse(cmd->args, &xc, err, sizeof(err)) == -1) {
-		reply(s, "%s", err);
-		s->errors++;
+		refuse(s, "%s", err);
 		return;
 	}
 	if (xc.has_addr && xc.addr[0] != '\0') {
@@ -1364,16 +1356,14 @@ handle_command(struct smtp_session *s, char *line)
 
 	log_trace(TRACE_SMTP, "%08x: <<< %s", s->id, line);
 	if (smtp_parse_command(line, &cmd) == -1) {
-		reply(s, "500 5.5.2 Error: bad syntax");
-		s->errors++;
+		refuse(s, "500 5.5.2 Error: bad syntax");
 		return;
 	}
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (commands[i].verb == cmd.verb)
 			break;
 	if (i == sizeof(commands) / sizeof(commands[0])) {
-		reply(s, "500 5.5.2 Error: command not recognized");
-		s->errors++;
+		refuse(s, "500 5.5.2 Error: command not recognized");
 		return;
 	}
 	if ((commands[i].needs & NO_ARGS) && cmd.args[0] != '\0') {
@@ -1382,18 +1372,15 @@ handle_command(struct smtp_session *s, char *line)
 		return;
 	}
 	if ((commands[i].needs & NEED_HELO) && !s->helo_seen) {
-		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
 	if ((commands[i].needs & NEED_MAIL) && !s->mail_seen) {
-		reply(s, "503 5.5.1 Error: need MAIL command");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
 	if ((commands[i].needs & NEED_RCPT) && s->nrcpt == 0) {
-		reply(s, "503 5.5.1 Error: need RCPT command");
-		s->errors++;
+		refuse(s, "503 5.5.1 Error: need RCPT command");
 		return;
 	}
 	commands[i].handler(s, &cmd);
@@ -1507,8 +1494,7 @@ session_process(struct smtp_session *s)
 		/* A NUL inside the line makes it shorter than found: refuse. */
 		if (strlen(line) != (size_t)p.pos) {
 			free(line);
-			reply(s, "500 5.5.2 Error: bad syntax");
-			s->errors++;
+			refuse(s, "500 5.5.2 Error: bad syntax");
 			continue;
 		}
 		if (s->state == S_AUTH)
