@@ -208,7 +208,7 @@ static void	 yyerror(YYLTYPE *, const char *);
 %token AUTHOPTIONAL "auth-optional" AUTHPLAINTEXT "auth-plaintext"
 %token CERT "cert" KEY "key" MONGO "mongo" NORMALIZE "normalize" PKI "pki"
 %token PROXYPROTOCOL "proxy-protocol" SMTPS "smtps" STORE "store"
-%token SUBMISSION "submission" TLSREQUIRE "tls-require" USERS "users"
+%token SUBMISSION "submission" TLSREQUIRE "tls-require"
 %token XCLIENT "xclient"
 %token WORKERS "workers"
 %token ERROR "invalid token"
@@ -521,8 +521,14 @@ mongoopt	: ALIAS '<' STRING '>'		{
 			mongo_table(@3.first_line, 0, $3);
 			free($3);
 		}
-		| USERS '<' STRING '>'		{
-			mongo_table(@3.first_line, 1, $3);
+		| STRING '<' STRING '>'		{
+			/* Not a keyword: "users" is a likely table name. */
+			if (strcmp($1, "users") == 0)
+				mongo_table(@3.first_line, 1, $3);
+			else
+				cfg_error(@1.first_line, "unknown mongo action "
+				    "option \"%.64s\": alias or users", $1);
+			free($1);
 			free($3);
 		}
 		;
@@ -757,7 +763,6 @@ static const struct keyword keywords[] = {
 	{ "tls",		TLS },
 	{ "tls-require",	TLSREQUIRE },
 	{ "user",		USER },
-	{ "users",		USERS },
 	{ "workers",		WORKERS },
 	{ "xclient",		XCLIENT },
 };
