@@ -5,6 +5,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "pki.h"
 
@@ -31,6 +32,29 @@ ssl_error(const char *what, const char *file, char *err, size_t errsz)
 	(void)snprintf(err, errsz, "%s %s: %s", what, file, buf);
 }
 
+/*
+ * Takes the queued errors: 1 if "key values mismatch" is among them (the
+ * key is fine, just not this certificate's), and the last one in buf.
+ */
+static int
+take_errors(char *buf, size_t bufsz)
+{
+	unsigned long	 e, last = 0;
+	int		 mismatch = 0;
+
+	while ((e = ERR_get_error()) != 0) {
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+			mismatch = 1;
+		last = e;
+	}
+	if (last != 0)
+		ERR_error_string_n(last, buf, bufsz);
+	else
+		(void)strlcpy(buf, "unknown error", bufsz);
+	return mismatch;
+}
+
 static int
 ctx_load(SSL_CTX *ctx, const char *cert, const char *key, char *err,
     size_t errsz)
@@ -40,7 +64,14 @@ ctx_load(SSL_CTX *ctx, const char *cert, const char *key, char *err,
 		return -1;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		ssl_error("cannot load key", key, err, errsz);
+		char	 why[256];
+
+		if (take_errors(why, sizeof(why)))
+			(void)snprintf(err, errsz, "key %s does not match "
+			    "certificate %s", key, cert);
+		else
+			(void)snprintf(err, errsz, "cannot load key %s: %s", key,
+			    why);
 		return -1;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {

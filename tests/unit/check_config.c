@@ -5,6 +5,9 @@
 #include <netinet/in.h>
 
 #include <check.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdarg.h>
@@ -163,6 +166,193 @@ nth_match(struct config *conf, int n)
 			return m;
 	return NULL;
 }
+
+/* ---- #3 and #6 statements: pki, listener options, limits, store -------- */
+
+/* A self-signed certificate and its key in the temp dir; `other` gets a
+ * second key that matches nothing. */
+static void
+make_pki(char *cert, char *key, char *other, size_t sz)
+{
+	EVP_PKEY	*pk, *pk2;
+	X509		*x;
+	FILE		*fp;
+
+	tmp_path("cert.pem", cert, sz);
+	tmp_path("key.pem", key, sz);
+	tmp_path("other.pem", other, sz);
+	pk = EVP_EC_gen("P-256");
+	pk2 = EVP_EC_gen("P-256");
+	ck_assert_ptr_nonnull(pk);
+	ck_assert_ptr_nonnull(pk2);
+	ck_assert_ptr_nonnull(x = X509_new());
+	ck_assert_int_eq(X509_set_version(x, 2), 1);
+	ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+	ck_assert_int_eq(X509_set_pubkey(x, pk), 1);
+	ck_assert_int_eq(X509_NAME_add_entry_by_txt(X509_get_subject_name(x),
+	    "CN", MBSTRING_ASC, (const unsigned char *)"mx.test", -1, -1, 0),
+	    1);
+	ck_assert_int_eq(X509_set_issuer_name(x, X509_get_subject_name(x)), 1);
+	ck_assert_int_gt(X509_sign(x, pk, EVP_sha256()), 0);
+	ck_assert_ptr_nonnull(fp = fopen(cert, "w"));
+	ck_assert_int_eq(PEM_write_X509(fp, x), 1);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_ptr_nonnull(fp = fopen(key, "w"));
+	ck_assert_int_eq(PEM_write_PrivateKey(fp, pk, NULL, NULL, 0, NULL,
+	    NULL), 1);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_ptr_nonnull(fp = fopen(other, "w"));
+	ck_assert_int_eq(PEM_write_PrivateKey(fp, pk2, NULL, NULL, 0, NULL,
+	    NULL), 1);
+	ck_assert_int_eq(fclose(fp), 0);
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	EVP_PKEY_free(pk2);
+}
+
+static struct listener *
+listener_on_port(struct config *conf, int port)
+{
+	struct listener	*l;
+
+	TAILQ_FOREACH(l, &conf->listeners, entry)
+		if (l->port == port)
+			return l;
+	return NULL;
+}
+
+START_TEST(test_listener_options)
+{
+	char		 cert[PATH_MAX], key[PATH_MAX], other[PATH_MAX];
+	char		 text[8192];
+	struct config	*conf;
+	struct listener	*l;
+
+	make_pki(cert, key, other, sizeof(cert));
+	xfmt(text, sizeof(text),
+	    "hostname mx.test\n"
+	    "pki other cert \"%s\"\npki other key \"%s\"\n"
+	    "pki mx.test cert \"%s\"\npki mx.test key \"%s\"\n"
+	    "table creds { alice = \"$6$x$y\" }\n"
+	    "table proxies { 10.0.0.0/8 }\n"
+	    "listen on 127.0.0.1 tls\n"
+	    "listen on 127.0.0.1 smtps auth <creds> pki other\n"
+	    "listen on 127.0.0.1 submission auth <creds>\n"
+	    "listen on 127.0.0.1 port 2525 auth-optional <creds> "
+	    "auth-plaintext proxy-protocol xclient <proxies> normalize\n",
+	    cert, key, cert, key);
+	conf = parse_ok("opts.conf", text);
+	ck_assert_ptr_nonnull(l = listener_on_port(conf, 25));
+	ck_assert_int_eq(l->flags, LISTEN_TLS);
+	ck_assert_str_eq(l->pki->name, "mx.test");	/* named as the host */
+	ck_assert_ptr_nonnull(l = listener_on_port(conf, 465));
+	ck_assert_int_eq(l->flags, LISTEN_SMTPS | LISTEN_AUTH);
+	ck_assert_str_eq(l->pki->name, "other");
+	ck_assert_str_eq(l->auth->name, "creds");
+	ck_assert_ptr_nonnull(l = listener_on_port(conf, 587));
+	ck_assert_int_eq(l->flags, LISTEN_SUBMISSION | LISTEN_AUTH |
+	    LISTEN_TLS | LISTEN_TLS_REQUIRE);
+	ck_assert_ptr_nonnull(l = listener_on_port(conf, 2525));
+	ck_assert_int_eq(l->flags, LISTEN_AUTH_OPTIONAL | LISTEN_AUTH_PLAINTEXT |
+	    LISTEN_PROXY | LISTEN_NORMALIZE);
+	ck_assert_ptr_null(l->pki);
+	ck_assert_str_eq(l->xclient->name, "proxies");
+	config_free(conf);
+}
+END_TEST
+
+START_TEST(test_limits_and_store)
+{
+	struct config	*conf;
+	struct action	*a;
+	struct table	*t;
+
+	conf = parse_ok("limits.conf",
+	    "limit errors 3\nlimit line-length 1000\nlimit timeout 1m\n"
+	    "limit data-timeout 2m\nlimit sessions 50\nlimit connections 7\n"
+	    "limit connections-per-ip 0\nlimit connection-rate 30\n"
+	    "limit auth-failures 4\nlimit greeting-delay 2s\n"
+	    "store mongo \"mongodb://127.0.0.1:27017/mail\"\n"
+	    "store inline-max 64K\nstore quota 1G\n"
+	    "table users mongo:accounts\n"
+	    "table al { a@x.test = b@x.test }\n"
+	    "action \"st\" mongo alias <al> users <users>\n"
+	    "match from auth <users> for any action \"st\"\n");
+	ck_assert_int_eq(conf->max_errors, 3);
+	ck_assert_uint_eq(conf->max_line, 1000);
+	ck_assert_int_eq(conf->smtp_timeout, 60);
+	ck_assert_int_eq(conf->data_timeout, 120);
+	ck_assert_int_eq(conf->sessions_per_worker, 50);
+	ck_assert_int_eq(conf->max_conn, 7);
+	ck_assert_int_eq(conf->max_conn_per_ip, 0);
+	ck_assert_int_eq(conf->conn_rate, 30);
+	ck_assert_int_eq(conf->auth_failures, 4);
+	ck_assert_int_eq(conf->greeting_delay, 2);
+	ck_assert_str_eq(conf->store_uri, "mongodb://127.0.0.1:27017/mail");
+	ck_assert_uint_eq(conf->store_inline_max, 64 * 1024);
+	ck_assert_uint_eq(conf->store_quota, 1024ULL * 1024 * 1024);
+	ck_assert_ptr_nonnull(t = config_table(conf, "users"));
+	ck_assert_str_eq(t->remote, "accounts");
+	ck_assert_ptr_nonnull(a = config_action(conf, "st"));
+	ck_assert_int_eq(a->type, ACTION_MONGO);
+	ck_assert_ptr_eq(a->users, t);
+	ck_assert_str_eq(a->alias->name, "al");
+	ck_assert_int_eq(nth_match(conf, 0)->from, FROM_AUTH);
+	ck_assert_ptr_eq(nth_match(conf, 0)->from_table, t);
+	config_free(conf);
+	/* Defaults: data-timeout follows timeout (0). */
+	conf = parse_ok("d.conf", "");
+	ck_assert_int_eq(conf->data_timeout, 0);
+	ck_assert_int_eq(conf->max_conn_per_ip, 100);
+	ck_assert_uint_eq(conf->store_inline_max, 256 * 1024);
+	config_free(conf);
+}
+END_TEST
+
+START_TEST(test_error_new_statements)
+{
+	char	cert[PATH_MAX], key[PATH_MAX], other[PATH_MAX], text[8192];
+
+	make_pki(cert, key, other, sizeof(cert));
+	expect_error("table c { a = b }\nlisten on 127.0.0.1 auth <c>\n", 2,
+	    "listen: AUTH is only offered under TLS: add tls, tls-require or "
+	    "smtps (or auth-plaintext to offer it in the clear)");
+	expect_error("listen on 127.0.0.1 tls\n", 1, "listen: tls, "
+	    "tls-require and smtps need a certificate*");
+	expect_error("listen on 127.0.0.1 smtps tls\n", 1, "listen: smtps is "
+	    "TLS from the first byte*");
+	expect_error("listen on 127.0.0.1 submission\n", 1, "listen: a "
+	    "submission listener requires AUTH: add auth <table>");
+	expect_error("listen on 127.0.0.1 auth-plaintext\n", 1, "listen: "
+	    "auth-plaintext needs*");
+	expect_error("limit frobs 3\n", 1, "unknown limit \"frobs\"*");
+	expect_error("limit line-length 100\n", 1, "bad number \"100\"*");
+	expect_error("store mongo \"http://x\"\n", 1, "store mongo: "
+	    "\"http://x\" is not a mongodb:// URI");
+	expect_error("store quota lots\n", 1, "bad size \"lots\" for store "
+	    "quota*");
+	expect_error("action s mongo\n", 1, "action \"s\": mongo needs*");
+	expect_error("table t mongo:x\n", 1, "table t: mongo: tables need*");
+	expect_error("store mongo \"mongodb://h/\"\naction s mongo usrs <t>\n",
+	    2, "unknown mongo action option \"usrs\": alias or users");
+	xfmt(text, sizeof(text), "pki p cert \"%s\"\n", cert);
+	expect_error(text, 1, "pki p: needs both cert and key");
+	xfmt(text, sizeof(text), "pki p cert \"%s\"\npki p key \"%s\"\n", cert,
+	    other);
+	{
+		char	want[3 * PATH_MAX];
+
+		xfmt(want, sizeof(want), "pki p: key %s does not match "
+		    "certificate %s", other, cert);
+		expect_error(text, 1, want);
+	}
+	xfmt(text, sizeof(text), "pki p cert \"%s.none\"\npki p key \"%s\"\n",
+	    cert, key);
+	expect_error(text, 1, "pki p: cannot load certificate*");
+}
+END_TEST
 
 /* ---- defaults and good files ------------------------------------------ */
 
@@ -1255,6 +1445,8 @@ config_suite(void)
 	tcase_add_test(tc, test_embedded_without_aliases);
 	tcase_add_test(tc, test_domain_is_local);
 	tcase_add_test(tc, test_action_dest);
+	tcase_add_test(tc, test_listener_options);
+	tcase_add_test(tc, test_limits_and_store);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
@@ -1269,6 +1461,7 @@ config_suite(void)
 	tcase_add_test(tc, test_error_unreadable_table);
 	tcase_add_test(tc, test_all_errors_reported);
 	tcase_add_test(tc, test_error_text_and_path);
+	tcase_add_test(tc, test_error_new_statements);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("tables");
