@@ -166,9 +166,12 @@ session_setup_bev(struct smtp_session *s)
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGHWAT);
 	session_set_timeout(s, smtp_conf->smtp_timeout);
-	if (evbuffer_add_cb(bufferevent_get_input(s->bev), count_in, s) ==
+	/* Bytes on the wire: under TLS the connection's buffers, set already,
+	 * count them (ciphertext), not the filter's. */
+	if (bufferevent_get_underlying(s->bev) == NULL &&
+	    (evbuffer_add_cb(bufferevent_get_input(s->bev), count_in, s) ==
 	    NULL || evbuffer_add_cb(bufferevent_get_output(s->bev), count_out,
-	    s) == NULL)
+	    s) == NULL))
 		log_warnx("%08x: cannot count bytes", s->id);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
