@@ -42,6 +42,7 @@
 #include <mongoc/mongoc.h>
 
 #include "log.h"
+#include "mongo_util.h"
 #include "stats.h"
 #include "store.h"
 #include "store_mime.h"
@@ -97,22 +98,6 @@ struct batch {
 	char			(*text)[TEXT_MAX];
 };
 
-static void
-mongoc_to_log(mongoc_log_level_t level, const char *domain,
-    const char *message, void *arg)
-{
-	if (level <= MONGOC_LOG_LEVEL_WARNING)
-		log_warnx("mongoc %s: %s", domain, message);
-	else if (level <= MONGOC_LOG_LEVEL_INFO)
-		log_debug("mongoc %s: %s", domain, message);
-}
-
-static void
-uri_default(mongoc_uri_t *uri, const char *opt, int32_t value)
-{
-	if (!mongoc_uri_has_option(uri, opt))
-		(void)mongoc_uri_set_option_as_int32(uri, opt, value);
-}
 
 int
 store_init(const struct config *c)
@@ -127,15 +112,15 @@ store_init(const struct config *c)
 		return 0;
 	/* Before the chroot: TLS and SASL initialise from files. */
 	mongoc_init();
-	mongoc_log_set_handler(mongoc_to_log, NULL);
+	mongo_log_to_syslog();
 	if ((uri = mongoc_uri_new_with_error(c->store_uri, &err)) == NULL) {
 		log_warnx("store: bad URI: %s", err.message);
 		return -1;
 	}
-	uri_default(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+	mongo_uri_default(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
 	    SELECT_TIMEOUT_MS);
-	uri_default(uri, MONGOC_URI_CONNECTTIMEOUTMS, CONNECT_TIMEOUT_MS);
-	uri_default(uri, MONGOC_URI_SOCKETTIMEOUTMS, SOCKET_TIMEOUT_MS);
+	mongo_uri_default(uri, MONGOC_URI_CONNECTTIMEOUTMS, CONNECT_TIMEOUT_MS);
+	mongo_uri_default(uri, MONGOC_URI_SOCKETTIMEOUTMS, SOCKET_TIMEOUT_MS);
 	/*
 	 * The queue forgets a message once the store said OK: unless the
 	 * URI asks otherwise, that OK waits for the journal.

@@ -27,6 +27,7 @@
 #include <mongoc/mongoc.h>
 
 #include "log.h"
+#include "mongo_util.h"
 #include "stats.h"
 #include "store_policy.h"
 #include "table.h"
@@ -41,22 +42,6 @@
 static mongoc_client_t	*client;
 static mongoc_database_t *db;
 
-static void
-mongoc_to_log(mongoc_log_level_t level, const char *domain,
-    const char *message, void *arg)
-{
-	if (level <= MONGOC_LOG_LEVEL_WARNING)
-		log_warnx("mongoc %s: %s", domain, message);
-	else if (level <= MONGOC_LOG_LEVEL_INFO)
-		log_debug("mongoc %s: %s", domain, message);
-}
-
-static void
-uri_default(mongoc_uri_t *uri, const char *opt, int32_t value)
-{
-	if (!mongoc_uri_has_option(uri, opt))
-		(void)mongoc_uri_set_option_as_int32(uri, opt, value);
-}
 
 static int
 has_remote_tables(const struct config *conf)
@@ -83,15 +68,15 @@ policy_store_init(const struct config *conf)
 		return -1;
 	}
 	mongoc_init();
-	mongoc_log_set_handler(mongoc_to_log, NULL);
+	mongo_log_to_syslog();
 	if ((uri = mongoc_uri_new_with_error(conf->store_uri, &err)) == NULL) {
 		log_warnx("store: bad URI: %s", err.message);
 		return -1;
 	}
-	uri_default(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+	mongo_uri_default(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
 	    SELECT_TIMEOUT_MS);
-	uri_default(uri, MONGOC_URI_CONNECTTIMEOUTMS, CONNECT_TIMEOUT_MS);
-	uri_default(uri, MONGOC_URI_SOCKETTIMEOUTMS, SOCKET_TIMEOUT_MS);
+	mongo_uri_default(uri, MONGOC_URI_CONNECTTIMEOUTMS, CONNECT_TIMEOUT_MS);
+	mongo_uri_default(uri, MONGOC_URI_SOCKETTIMEOUTMS, SOCKET_TIMEOUT_MS);
 	name = mongoc_uri_get_database(uri);
 	client = mongoc_client_new_from_uri_with_error(uri, &err);
 	if (client == NULL) {

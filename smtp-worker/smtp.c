@@ -277,26 +277,6 @@ smtp_queue_abort(const char *msgid)
 /* ---- answers ------------------------------------------------------------ */
 
 static void
-dispatch_policy_mail(struct channel *chan, struct imsg *imsg)
-{
-	struct smtp_session	*s;
-	struct mreader		 r;
-	char			 text[TEXT_MAX];
-	uint32_t		 code;
-
-	m_reader(&r, imsg);
-	code = m_get_u32(&r);
-	m_get_str(&r, text, sizeof(text));
-	if (m_end(&r) == -1 || code < 200 || code > 599) {
-		channel_malformed(chan, imsg);
-		return;
-	}
-	if ((s = session_find(imsg->hdr.peerid)) != NULL &&
-	    s->state == S_WAIT_MAIL)
-		smtp_reply_mail(s, (int)code, text);
-}
-
-static void
 dispatch_policy_rcpt(struct channel *chan, struct imsg *imsg)
 {
 	struct smtp_session	*s;
@@ -332,7 +312,7 @@ dispatch_policy_rcpt(struct channel *chan, struct imsg *imsg)
 	free(dlv);
 }
 
-/* CONNECT_RES and AUTH_RES: a code and a text. */
+/* MAIL_RES, CONNECT_RES and AUTH_RES: a code and a text. */
 static void
 dispatch_policy_answer(struct channel *chan, struct imsg *imsg)
 {
@@ -350,7 +330,9 @@ dispatch_policy_answer(struct channel *chan, struct imsg *imsg)
 	}
 	if ((s = session_find(imsg->hdr.peerid)) == NULL)
 		return;
-	if (imsg->hdr.type == IMSG_POLICY_CONNECT_RES &&
+	if (imsg->hdr.type == IMSG_POLICY_MAIL_RES && s->state == S_WAIT_MAIL)
+		smtp_reply_mail(s, (int)code, text);
+	else if (imsg->hdr.type == IMSG_POLICY_CONNECT_RES &&
 	    s->state == S_WAIT_CONNECT)
 		smtp_reply_connect(s, (int)code, text);
 	else if (imsg->hdr.type == IMSG_POLICY_AUTH_RES &&
@@ -410,12 +392,10 @@ static void
 peer_dispatch(struct channel *chan, struct imsg *imsg)
 {
 	switch (imsg->hdr.type) {
-	case IMSG_POLICY_MAIL_RES:
-		dispatch_policy_mail(chan, imsg);
-		break;
 	case IMSG_POLICY_RCPT_RES:
 		dispatch_policy_rcpt(chan, imsg);
 		break;
+	case IMSG_POLICY_MAIL_RES:
 	case IMSG_POLICY_CONNECT_RES:
 	case IMSG_POLICY_AUTH_RES:
 		dispatch_policy_answer(chan, imsg);
