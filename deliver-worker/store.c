@@ -47,7 +47,6 @@
 #include "store.h"
 #include "store_mime.h"
 
-#define DB_DEFAULT		"mtad"
 #define COLL_MESSAGES		"messages"
 #define COLL_MAILBOXES		"mailboxes"
 #define BUCKET_ATTACHMENTS	"attachments"
@@ -104,23 +103,14 @@ store_init(const struct config *c)
 {
 	mongoc_write_concern_t	*wc;
 	mongoc_uri_t		*uri;
-	bson_error_t		 err;
-	const char		*db;
 
 	conf = c;
 	if (c->store_uri[0] == '\0')
 		return 0;
-	/* Before the chroot: TLS and SASL initialise from files. */
-	mongoc_init();
-	mongo_log_to_syslog();
-	if ((uri = mongoc_uri_new_with_error(c->store_uri, &err)) == NULL) {
-		log_warnx("store: bad URI: %s", err.message);
+	if ((uri = mongo_uri_open(c->store_uri, SELECT_TIMEOUT_MS,
+	    CONNECT_TIMEOUT_MS, SOCKET_TIMEOUT_MS, dbname,
+	    sizeof(dbname))) == NULL)
 		return -1;
-	}
-	mongo_uri_default(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-	    SELECT_TIMEOUT_MS);
-	mongo_uri_default(uri, MONGOC_URI_CONNECTTIMEOUTMS, CONNECT_TIMEOUT_MS);
-	mongo_uri_default(uri, MONGOC_URI_SOCKETTIMEOUTMS, SOCKET_TIMEOUT_MS);
 	/*
 	 * The queue forgets a message once the store said OK: unless the
 	 * URI asks otherwise, that OK waits for the journal.
@@ -131,9 +121,6 @@ store_init(const struct config *c)
 		mongoc_uri_set_write_concern(uri, wc);
 	}
 	mongoc_write_concern_destroy(wc);
-	db = mongoc_uri_get_database(uri);
-	(void)strlcpy(dbname, db != NULL && *db != '\0' ? db : DB_DEFAULT,
-	    sizeof(dbname));
 	pool = mongoc_client_pool_new(uri);
 	mongoc_uri_destroy(uri);
 	if (pool == NULL) {

@@ -17,8 +17,8 @@
 
 #include "config.h"
 #include "mailbox.h"
+#include "mongo_util.h"
 
-#define DB_DEFAULT	"mtad"
 #define COLL_MESSAGES	"messages"
 #define COLL_MAILBOXES	"mailboxes"
 #define FROM_WIDTH	32
@@ -270,7 +270,7 @@ connect_store(const struct config *conf, char *dbname, size_t dbnamesz)
 		(void)mongoc_client_set_appname(client, "mtactl");
 		db = mongoc_uri_get_database(uri);
 		(void)strlcpy(dbname, db != NULL && *db != '\0' ? db :
-		    DB_DEFAULT, dbnamesz);
+		    MONGO_DB_DEFAULT, dbnamesz);
 	}
 	mongoc_uri_destroy(uri);
 	return client;

@@ -32,7 +32,6 @@
 #include "store_policy.h"
 #include "table.h"
 
-#define DB_DEFAULT		"mtad"
 #define COLL_MAILBOXES		"mailboxes"
 
 #define SELECT_TIMEOUT_MS	2000
@@ -59,7 +58,7 @@ policy_store_init(const struct config *conf)
 {
 	mongoc_uri_t	*uri;
 	bson_error_t	 err;
-	const char	*name;
+	char		 name[128];
 
 	if (conf->store_uri[0] == '\0') {
 		if (!has_remote_tables(conf))
@@ -67,17 +66,9 @@ policy_store_init(const struct config *conf)
 		log_warnx("store: mongo tables need `store mongo URI`");
 		return -1;
 	}
-	mongoc_init();
-	mongo_log_to_syslog();
-	if ((uri = mongoc_uri_new_with_error(conf->store_uri, &err)) == NULL) {
-		log_warnx("store: bad URI: %s", err.message);
+	if ((uri = mongo_uri_open(conf->store_uri, SELECT_TIMEOUT_MS,
+	    CONNECT_TIMEOUT_MS, SOCKET_TIMEOUT_MS, name, sizeof(name))) == NULL)
 		return -1;
-	}
-	mongo_uri_default(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-	    SELECT_TIMEOUT_MS);
-	mongo_uri_default(uri, MONGOC_URI_CONNECTTIMEOUTMS, CONNECT_TIMEOUT_MS);
-	mongo_uri_default(uri, MONGOC_URI_SOCKETTIMEOUTMS, SOCKET_TIMEOUT_MS);
-	name = mongoc_uri_get_database(uri);
 	client = mongoc_client_new_from_uri_with_error(uri, &err);
 	if (client == NULL) {
 		log_warnx("store: %s", err.message);
@@ -86,8 +77,7 @@ policy_store_init(const struct config *conf)
 	}
 	(void)mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
 	(void)mongoc_client_set_appname(client, "mtad-policy");
-	db = mongoc_client_get_database(client,
-	    name != NULL && *name != '\0' ? name : DB_DEFAULT);
+	db = mongoc_client_get_database(client, name);
 	mongoc_uri_destroy(uri);
 	return 0;
 }

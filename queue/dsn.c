@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "dsn.h"
+#include "submit.h"
 #include "util.h"
 
 #define LINE_LIMIT	998		/* octets, CRLF excluded: RFC 5322 2.1.1 */
@@ -481,43 +482,6 @@ addr_header(const char *in, char *out, size_t outsz)
 	b.size = outsz;
 	b.full = 0;
 	sb_add(&b, ">", 1);
-}
-
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* RFC 3461 xtext: "+" and two hex digits stand for an octet.  0 or -1. */
-static int
-xtext_decode(const char *in, char *out, size_t outsz)
-{
-	size_t	 o = 0;
-	int	 hi, lo, c;
-
-	for (; *in != '\0'; in++) {
-		c = (unsigned char)*in;
-		if (c == '+') {
-			if ((hi = hexval(in[1])) == -1 ||
-			    (lo = hexval(in[2])) == -1)
-				return -1;
-			c = hi << 4 | lo;
-			in += 2;
-		} else if (c < 0x21 || c > 0x7e || c == '=')
-			return -1;
-		if (c == 0 || o + 1 >= outsz)
-			return -1;
-		out[o++] = (char)c;
-	}
-	out[o] = '\0';
-	return 0;
 }
 
 /*
